@@ -1,0 +1,25 @@
+import os
+import secrets
+
+from django.core.management.base import BaseCommand
+
+from accounts.models import User
+
+
+class Command(BaseCommand):
+    help = "Create the 'admin' superuser on first start (ADMIN_PASSWORD, else a generated one)."
+
+    def handle(self, *args, **options):
+        if User.objects.filter(username="admin").exists():
+            self.stdout.write("Superuser 'admin' already exists.")
+            return
+        password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        User.objects.create_superuser(username="admin", email="", password=password)
+        if os.environ.get("ADMIN_PASSWORD"):
+            self.stdout.write(
+                self.style.SUCCESS("Created superuser 'admin' (password from ADMIN_PASSWORD).")
+            )
+        else:
+            self.stdout.write(
+                self.style.SUCCESS(f"Created superuser 'admin' with password: {password}")
+            )

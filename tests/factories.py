@@ -1,0 +1,40 @@
+import itertools
+
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from accounts.models import Role, User
+from knowledge import services
+from knowledge.models import Document
+
+_seq = itertools.count(1)
+
+
+def role(name: str | None = None) -> Role:
+    name = name or f"role-{next(_seq)}"
+    return Role.objects.get_or_create(name=name)[0]
+
+
+def user(
+    *, roles=(), username: str | None = None, is_staff: bool = False, password="pw-Secret-123"
+):
+    account = User.objects.create_user(
+        username=username or f"user{next(_seq)}", password=password, is_staff=is_staff
+    )
+    account.roles.set(roles)
+    return account
+
+
+def indexed_document(*, title: str, text: str, roles) -> Document:
+    document = services.document_create(title=title, roles=list(roles))
+    services.document_index_text(document=document, text=text)
+    document.refresh_from_db()
+    return document
+
+
+def api_client(account: User | None = None) -> APIClient:
+    client = APIClient()
+    if account is not None:
+        token, _ = Token.objects.get_or_create(user=account)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client

@@ -1,0 +1,61 @@
+import pytest
+
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def setup():
+    finance, legal = factories.role("finance"), factories.role("legal")
+    report = factories.indexed_document(
+        title="Q3 report", text="Q3 revenue was 4.2 million euros.", roles=[finance]
+    )
+    memo = factories.indexed_document(
+        title="Case memo", text="Case 2024-CV-0193 settles for 80,000.", roles=[legal]
+    )
+    return finance, legal, report, memo
+
+
+def test_search_api_returns_only_in_scope_results(setup):
+    finance, _, report, _ = setup
+    client = factories.api_client(factories.user(roles=[finance]))
+    response = client.post(
+        "/api/v1/search/", {"query": "revenue case settle", "k": 5}, format="json"
+    )
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert {r["document_id"] for r in results} == {report.pk}
+    assert set(results[0]) >= {"document_id", "title", "chunk_id", "text", "score"}
+    assert "Case" not in str(results)
+
+
+def test_search_validates_input(setup):
+    client = factories.api_client(factories.user(roles=[setup[0]]))
+    assert client.post("/api/v1/search/", {}, format="json").status_code == 400
+    bad_k = client.post("/api/v1/search/", {"query": "x", "k": 0}, format="json")
+    assert bad_k.status_code == 400 and "k" in bad_k.json()["detail"]
+    garbage = client.post("/api/v1/search/", data="{", content_type="application/json")
+    assert garbage.status_code == 400
+
+
+def test_document_list_and_detail_are_scoped(setup):
+    finance, _, report, memo = setup
+    client = factories.api_client(factories.user(roles=[finance]))
+
+    listing = client.get("/api/v1/documents/").json()
+    assert listing["count"] == 1 and listing["results"][0]["title"] == "Q3 report"
+
+    detail = client.get(f"/api/v1/documents/{report.pk}/").json()
+    assert detail["status"] == "ready" and detail["chunk_count"] == 1
+
+    hidden = client.get(f"/api/v1/documents/{memo.pk}/")
+    assert hidden.status_code == 404
+    missing = client.get("/api/v1/documents/999999/")
+    assert missing.json() == hidden.json()  # no existence oracle
+
+
+def test_unknown_api_path_is_json_404():
+    response = factories.api_client().get("/api/v1/nope/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
