@@ -1,0 +1,185 @@
+"""Build test documents in code, good and bad, so no binary fixtures are committed.
+
+Every builder is deterministic unless it encrypts (encryption salts are random).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import random
+import zipfile
+from collections.abc import Sequence
+
+from knowledge.demo.render import normalise_zip
+
+_FIXED_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+# A docx block: ("title", text) | ("heading", level, text) | ("paragraph", text)
+#               | ("bullet", text) | ("table", rows)
+DocxBlock = tuple
+
+
+def make_pdf(
+    pages: Sequence[str],
+    *,
+    title: str | None = None,
+    encrypt_password: str | None = None,
+    encrypt_algorithm: str = "RC4-128",
+    headings: Sequence[str | None] | None = None,
+) -> bytes:
+    """One PDF page per string (Latin-1 text). headings[i], when given, becomes an outline
+    entry (bookmark) pointing at page i+1. encrypt_password="" encrypts with an empty user
+    password (opens without one); any other string needs that password. encrypt_algorithm is
+    pypdf's name: "RC4-128", "AES-128" or "AES-256" (AES needs the cryptography package)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(_FIXED_DATE)
+    if title is not None:
+        pdf.set_title(title)
+    for index, text in enumerate(pages):
+        pdf.add_page()
+        heading = headings[index] if headings and index < len(headings) else None
+        if heading:
+            pdf.start_section(heading)
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, text)
+    data = bytes(pdf.output())
+    if encrypt_password is None:
+        return data
+    return encrypt_pdf(data, password=encrypt_password, algorithm=encrypt_algorithm)
+
+
+def encrypt_pdf(data: bytes, *, password: str, algorithm: str = "RC4-128") -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    writer.encrypt(user_password=password, owner_password="owner-secret", algorithm=algorithm)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def make_image_only_pdf(*, pages: int = 1) -> bytes:
+    """Pages with only drawn shapes: what a scan looks like to a text extractor."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(_FIXED_DATE)
+    for _ in range(pages):
+        pdf.add_page()
+        pdf.set_fill_color(40, 40, 40)
+        pdf.rect(20, 20, 170, 250, style="F")
+        pdf.set_draw_color(200, 0, 0)
+        pdf.line(20, 20, 190, 270)
+    return bytes(pdf.output())
+
+
+def make_corrupt_pdf() -> bytes:
+    """Starts like a PDF, then nothing a reader can use."""
+    return b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 9 0 R\n" + b"\x17" * 300
+
+
+def make_truncated_pdf() -> bytes:
+    """A real PDF cut off after its first 40% (an interrupted upload or download)."""
+    data = make_pdf(["First page text."] * 3)
+    return data[: len(data) * 2 // 5]
+
+
+def make_docx(blocks: Sequence[DocxBlock], *, title: str | None = None) -> bytes:
+    """blocks in document order, see DocxBlock; a table's first row is its header."""
+    import docx
+
+    document = docx.Document()
+    properties = document.core_properties
+    properties.title = title or ""
+    properties.created = properties.modified = _FIXED_DATE.replace(tzinfo=None)
+    for block in blocks:
+        kind = block[0]
+        if kind == "title":
+            document.add_heading(block[1], level=0)
+        elif kind == "heading":
+            document.add_heading(block[2], level=block[1])
+        elif kind == "paragraph":
+            document.add_paragraph(block[1])
+        elif kind == "bullet":
+            document.add_paragraph(block[1], style="List Bullet")
+        elif kind == "table":
+            rows = block[1]
+            table = document.add_table(rows=len(rows), cols=len(rows[0]))
+            for row, values in zip(table.rows, rows, strict=True):
+                for cell, value in zip(row.cells, values, strict=True):
+                    cell.text = value
+        else:
+            raise ValueError(f"Unknown docx block {kind!r}")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return normalise_zip(buffer.getvalue())
+
+
+_CONTENT_TYPES = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    b'<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    b'<Default Extension="xml" ContentType="application/xml"/></Types>'
+)
+_DOCUMENT_START = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+    b"<w:body><w:p><w:r><w:t>bomb</w:t></w:r></w:p>"
+)
+_DOCUMENT_END = b"</w:body></w:document>"
+
+
+def make_zip_bomb_docx(unpacked_bytes: int) -> bytes:
+    """A .docx-shaped zip whose word/document.xml really inflates to about unpacked_bytes
+    (XML padded with spaces, ~1000:1). 201 MB takes about half a second to build."""
+    padding = max(unpacked_bytes - len(_DOCUMENT_START) - len(_DOCUMENT_END), 0)
+    block = b" " * (1024 * 1024)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr(_zip_info("[Content_Types].xml"), _CONTENT_TYPES)
+        with archive.open(_zip_info("word/document.xml"), "w", force_zip64=True) as member:
+            member.write(_DOCUMENT_START)
+            for _ in range(padding // len(block)):
+                member.write(block)
+            member.write(b" " * (padding % len(block)))
+            member.write(_DOCUMENT_END)
+    return buffer.getvalue()
+
+
+def make_zip_without_document() -> bytes:
+    """A valid zip named .docx that holds no Word document."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(_zip_info("notes.txt"), b"not a word document")
+    return buffer.getvalue()
+
+
+def _zip_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+def make_html(body: str, *, title: str | None = "Test page", head: str = "") -> bytes:
+    """A UTF-8 page around body (HTML markup); head is extra markup inside <head>."""
+    title_tag = f"<title>{title}</title>" if title is not None else ""
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"{title_tag}{head}</head>\n<body>\n{body}\n</body></html>\n"
+    ).encode()
+
+
+def make_text(text: str, *, encoding: str = "utf-8") -> bytes:
+    return text.encode(encoding)
+
+
+def make_binary_junk(size: int = 4096, *, seed: int = 7) -> bytes:
+    """Random bytes, NULs included: an executable or image renamed to .txt."""
+    return random.Random(seed).randbytes(size)
+
+
+def make_undecodable_text(size: int = 4096, *, seed: int = 7) -> bytes:
+    """Random bytes without NULs: no text encoding makes sense of them."""
+    return random.Random(seed).randbytes(size).replace(b"\x00", b"\x01")

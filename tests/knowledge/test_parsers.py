@@ -1,0 +1,446 @@
+"""Parsers and demo content: pure Python, no database."""
+
+from __future__ import annotations
+
+import pytest
+
+from knowledge import demo
+from knowledge.ingestion.parsers import (
+    SUPPORTED_EXTENSIONS,
+    ParsedDocument,
+    ParseError,
+    Section,
+    UnsupportedType,
+    detect_kind,
+    parse_document,
+    supported_types_text,
+)
+from tests import filebuilders as fb
+
+MB = 1024 * 1024
+
+
+def parse(data: bytes, filename: str, **kwargs) -> ParsedDocument:
+    return parse_document(data=data, filename=filename, **kwargs)
+
+
+def parse_error(data: bytes, filename: str, **kwargs) -> str:
+    with pytest.raises(ParseError) as caught:
+        parse_document(data=data, filename=filename, **kwargs)
+    return str(caught.value)
+
+
+# --- PDF ---------------------------------------------------------------------------------
+
+
+def test_pdf_keeps_pages_headings_and_title():
+    data = fb.make_pdf(
+        ["Per diem is 45 euro a day.", "Hotels are capped at 140 euro.", "Taxis after 22:00."],
+        title="Travel policy",
+        headings=["Allowances", None, "Transport"],
+    )
+
+    parsed = parse(data, "travel.pdf")
+
+    assert parsed.title == "Travel policy"
+    assert parsed.sections == [
+        Section(text="Per diem is 45 euro a day.", heading="Allowances", page=1),
+        Section(text="Hotels are capped at 140 euro.", heading="Allowances", page=2),
+        Section(text="Taxis after 22:00.", heading="Transport", page=3),
+    ]
+
+
+def test_pdf_page_without_text_is_skipped_but_numbering_kept():
+    parsed = parse(fb.make_pdf(["one", "", "three"]), "a.pdf")
+
+    assert [(s.page, s.text) for s in parsed.sections] == [(1, "one"), (3, "three")]
+
+
+def test_pdf_title_falls_back_to_first_outline_entry():
+    parsed = parse(fb.make_pdf(["text"], headings=["Maintenance manual"]), "m.pdf")
+
+    assert parsed.title == "Maintenance manual"
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-128", "AES-256"])
+def test_pdf_encrypted_with_empty_user_password_is_read(algorithm):
+    data = fb.make_pdf(
+        ["Readable despite encryption."], encrypt_password="", encrypt_algorithm=algorithm
+    )
+
+    assert parse(data, "e.pdf").sections[0].text == "Readable despite encryption."
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-256"])
+def test_pdf_encrypted_with_password_is_refused(algorithm):
+    data = fb.make_pdf(["secret"], encrypt_password="s3cret", encrypt_algorithm=algorithm)
+
+    assert parse_error(data, "e.pdf") == "The PDF is encrypted; upload an unencrypted copy."
+
+
+def test_pdf_image_only_needs_ocr():
+    message = parse_error(fb.make_image_only_pdf(pages=2), "scan.pdf")
+
+    assert message == (
+        "The PDF has no extractable text (it looks scanned); "
+        "scanned documents need OCR, which is not supported."
+    )
+
+
+@pytest.mark.parametrize("data", [fb.make_corrupt_pdf(), fb.make_truncated_pdf()])
+def test_pdf_damaged(data):
+    assert parse_error(data, "broken.pdf").startswith("The PDF is damaged and could not be read (")
+
+
+def test_pdf_without_header_is_corrupt():
+    message = parse_error(b"Just some words in a file called .pdf", "fake.pdf")
+
+    assert message == "The PDF is corrupt: the file does not start with a PDF header."
+
+
+# --- DOCX --------------------------------------------------------------------------------
+
+
+def test_docx_heading_paths_and_tables_in_document_order():
+    data = fb.make_docx(
+        [
+            ("title", "Travel policy"),
+            ("paragraph", "Applies to all staff."),
+            ("heading", 1, "Allowances"),
+            ("heading", 2, "Per diem"),
+            ("paragraph", "Daily amounts:"),
+            ("table", [["Type", "Amount"], ["Domestic", "€45"], ["International", "€70"]]),
+            ("paragraph", "No receipts needed."),
+            ("heading", 1, "Approvals"),
+            ("bullet", "Line manager for domestic trips."),
+        ],
+        title="Travel and expenses policy",
+    )
+
+    parsed = parse(data, "travel.docx")
+
+    assert parsed.title == "Travel and expenses policy"
+    assert parsed.sections == [
+        Section(text="Applies to all staff.", heading="Travel policy"),
+        Section(
+            text=(
+                "Daily amounts:\n\n"
+                "Type | Amount\nDomestic | €45\nInternational | €70\n\n"
+                "No receipts needed."
+            ),
+            heading="Travel policy > Allowances > Per diem",
+        ),
+        Section(text="Line manager for domestic trips.", heading="Travel policy > Approvals"),
+    ]
+
+
+def test_docx_title_falls_back_to_first_heading():
+    data = fb.make_docx([("heading", 1, "Parental leave"), ("paragraph", "26 weeks.")])
+
+    assert parse(data, "leave.docx").title == "Parental leave"
+
+
+def test_docx_not_a_zip():
+    message = parse_error(b"This is plain text renamed to .docx", "x.docx")
+
+    assert message == "The DOCX file is not a valid Word document (not a zip archive)."
+
+
+def test_docx_that_is_an_old_doc_file():
+    message = parse_error(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "old.docx")
+
+    assert "old-style Word .doc" in message
+
+
+def test_docx_zip_without_word_content():
+    message = parse_error(fb.make_zip_without_document(), "x.docx")
+
+    assert message.startswith("The DOCX file is not a valid Word document")
+
+
+def test_docx_zip_bomb_refused_before_unpacking():
+    message = parse_error(fb.make_zip_bomb_docx(201 * MB), "bomb.docx")
+
+    assert message == (
+        "The DOCX expands to more than 200 MB when unpacked; "
+        "refusing to open it (possible zip bomb)."
+    )
+
+
+def test_docx_unpacked_limit_is_configurable():
+    message = parse_error(fb.make_zip_bomb_docx(3 * MB), "bomb.docx", max_unpacked_bytes=2 * MB)
+
+    assert "more than 2 MB when unpacked" in message
+
+
+def test_docx_extreme_compression_ratio_is_refused_below_the_size_limit():
+    message = parse_error(fb.make_zip_bomb_docx(20 * MB), "bomb.docx")
+
+    assert "possible zip bomb" in message
+    assert "compressed" in message
+
+
+# --- HTML --------------------------------------------------------------------------------
+
+
+def test_html_drops_scripts_styles_and_keeps_structure():
+    data = fb.make_html(
+        """
+        <nav><a href="/">Home</a> <a href="/policies">Policies</a></nav>
+        <h1>Line maintenance</h1>
+        <p>Check the   aircraft<br>every morning.</p>
+        <script>var leaked = "SCRIPT-CANARY";</script>
+        <noscript>NOSCRIPT-CANARY</noscript>
+        <template><p>TEMPLATE-CANARY</p></template>
+        <!-- COMMENT-CANARY -->
+        <h2>Tyres</h2>
+        <ul><li>Main gear: 121 psi</li><li>Nose gear: 58 psi</li></ul>
+        <table><tr><th>Item</th><th>Limit</th></tr><tr><td>Cut depth</td><td>3 mm</td></tr></table>
+        <h3>Brakes</h3>
+        <div>Wear pin at least <b>1 mm</b>.</div>
+        """,
+        title="Daily check",
+        head="<style>.x { content: 'STYLE-CANARY'; }</style><script>HEAD-CANARY()</script>",
+    )
+
+    parsed = parse(data, "check.html")
+
+    assert parsed.title == "Daily check"
+    assert "CANARY" not in parsed.text
+    assert "Home" not in parsed.text
+    assert parsed.sections == [
+        Section(text="Check the aircraft\nevery morning.", heading="Line maintenance"),
+        Section(
+            text="Main gear: 121 psi\n\nNose gear: 58 psi\n\nItem | Limit\nCut depth | 3 mm",
+            heading="Line maintenance > Tyres",
+        ),
+        Section(text="Wear pin at least 1 mm.", heading="Line maintenance > Tyres > Brakes"),
+    ]
+
+
+def test_html_title_falls_back_to_h1_and_htm_extension_works():
+    parsed = parse(fb.make_html("<h1>Noticeboard</h1><p>News.</p>", title=None), "n.htm")
+
+    assert parsed.title == "Noticeboard"
+
+
+def test_html_deeply_nested_markup_does_not_hit_the_recursion_limit():
+    body = "<div>" * 5000 + "<p>deep text</p>" + "</div>" * 5000
+
+    assert parse(fb.make_html(body), "deep.html").text == "deep text"
+
+
+def test_html_with_only_markup_has_no_text():
+    data = fb.make_html("<script>only()</script><div>   </div>", title=None)
+
+    assert parse_error(data, "empty.html") == "The document contains no text."
+
+
+# --- Markdown ----------------------------------------------------------------------------
+
+
+def test_markdown_heading_paths_code_and_tables():
+    text = (
+        "# Safety reporting\n\nReport **every** occurrence.\n\n"
+        "## How\n\nUse form [SR-12](https://intranet/sr12)\nwithin 72 hours.\n\n"
+        "```\nsr12 submit --urgent\n```\n\n"
+        "### Contacts\n\n- Duty phone: 6999\n- Email: safety@example\n\n"
+        "## Records\n\n| Record | Years |\n|---|---|\n| Reports | 10 |\n"
+    )
+
+    parsed = parse(fb.make_text(text), "safety.md")
+
+    assert parsed.title == "Safety reporting"
+    assert parsed.sections == [
+        Section(text="Report every occurrence.", heading="Safety reporting"),
+        Section(
+            text="Use form SR-12 within 72 hours.\n\nsr12 submit --urgent",
+            heading="Safety reporting > How",
+        ),
+        Section(
+            text="Duty phone: 6999\n\nEmail: safety@example",
+            heading="Safety reporting > How > Contacts",
+        ),
+        Section(text="Record | Years\nReports | 10", heading="Safety reporting > Records"),
+    ]
+
+
+def test_markdown_without_h1_has_no_title():
+    parsed = parse(fb.make_text("## Only a subsection\n\nText."), "notes.markdown")
+
+    assert parsed.title is None
+    assert parsed.sections == [Section(text="Text.", heading="Only a subsection")]
+
+
+# --- plain text --------------------------------------------------------------------------
+
+
+def test_text_cp1252_is_decoded_with_its_accents():
+    text = (
+        "Station managers\n================\n\n"
+        "Saint-Élouan: Hélène Marchetti, café opens at 05:00, coffee costs €1.80.\n"
+        "Kestel Bay: José Núñez. Île-Verte: Søren Kjær. Ramp: Zoë Åkesson.\n"
+    )
+
+    parsed = parse(fb.make_text(text, encoding="cp1252"), "stations.txt")
+
+    assert parsed.title == "Station managers"
+    assert parsed.sections == [
+        Section(
+            text=(
+                "Saint-Élouan: Hélène Marchetti, café opens at 05:00, coffee costs €1.80.\n"
+                "Kestel Bay: José Núñez. Île-Verte: Søren Kjær. Ramp: Zoë Åkesson."
+            ),
+            heading="Station managers",
+        )
+    ]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+def test_text_unicode_encodings(encoding):
+    parsed = parse(
+        fb.make_text("Zoë paid €45.\r\n\r\n\r\nNext   paragraph.", encoding=encoding), "a.txt"
+    )
+
+    assert parsed.sections == [Section(text="Zoë paid €45.\n\nNext paragraph.")]
+    assert parsed.title is None
+
+
+def test_text_whitespace_is_normalised():
+    raw = "A\u00a0 line\twith   gaps \u200b\n\n\n\n\nnext\x0cpage\n"
+
+    assert parse(fb.make_text(raw), "a.text").text == "A line with gaps\n\nnext\npage"
+
+
+def test_text_binary_junk_is_refused():
+    message = parse_error(fb.make_binary_junk(), "program.txt")
+
+    assert message == "The file does not look like text (it contains binary data)."
+
+
+@pytest.mark.parametrize("filename", ["junk.txt", "junk.md"])
+def test_text_undecodable_is_refused(filename):
+    message = parse_error(fb.make_undecodable_text(), filename)
+
+    assert message == "The text could not be decoded: it is not UTF-8 and no other encoding fits."
+
+
+# --- empty files and types ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("filename", ["a.pdf", "a.docx", "a.html", "a.md", "a.txt"])
+@pytest.mark.parametrize("data", [b"", b"  \r\n\t \n"])
+def test_empty_file(filename, data):
+    assert parse_error(data, filename) == "The file is empty."
+
+
+@pytest.mark.parametrize("filename", ["a.md", "a.txt"])
+def test_file_of_invisible_characters_has_no_text(filename):
+    data = fb.make_text("\u200b\u00ad\n\n\ufeff")
+
+    assert parse_error(data, filename) == "The document contains no text."
+
+
+@pytest.mark.parametrize("filename", ["payload.exe", "sheet.xlsx", "README", "archive.tar.gz"])
+def test_unsupported_type_lists_supported_types(filename):
+    with pytest.raises(UnsupportedType) as caught:
+        parse(b"anything", filename)
+
+    message = str(caught.value)
+    assert "not supported" in message
+    assert supported_types_text() in message
+    for extension in SUPPORTED_EXTENSIONS:
+        assert extension in message
+
+
+def test_detect_kind_by_extension_any_case():
+    assert detect_kind("Report.PDF", b"%PDF-1.4") == "pdf"
+    assert detect_kind("a.docx", b"PK\x03\x04") == "docx"
+    assert detect_kind("page.htm", b"<html>") == "html"
+    assert detect_kind("notes.markdown", b"# x") == "markdown"
+    assert detect_kind("notes.txt", b"x") == "text"
+
+
+# --- demo workspace ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_documents():
+    return demo.documents()
+
+
+@pytest.fixture(scope="module")
+def demo_parsed(demo_documents):
+    return {doc.filename: parse(doc.data, doc.filename) for doc in demo_documents}
+
+
+def test_demo_every_document_parses_to_several_sections(demo_documents, demo_parsed):
+    assert len(demo_documents) >= 14
+    for doc in demo_documents:
+        parsed = demo_parsed[doc.filename]
+        assert len(parsed.text.split()) >= 300, doc.filename
+        assert len(parsed.sections) >= 3, doc.filename
+        assert all(section.heading for section in parsed.sections[1:]), doc.filename
+
+
+def test_demo_covers_every_format_and_role(demo_documents):
+    extensions = [doc.filename.rsplit(".", 1)[1] for doc in demo_documents]
+    for extension in ("pdf", "docx", "html"):
+        assert extensions.count(extension) >= 2
+    assert {"md", "txt"} <= set(extensions)
+
+    role_names = demo.role_names()
+    assert sorted(role_names) == ["everyone", "finance", "hr", "legal", "operations"]
+    used_roles = {role for doc in demo_documents for role in doc.roles}
+    assert used_roles == set(role_names)
+    assert any(len(doc.roles) >= 2 for doc in demo_documents)
+    assert len({doc.filename for doc in demo_documents}) == len(demo_documents)
+
+
+def test_demo_users_hold_known_roles():
+    role_names = set(demo.role_names())
+    for user in demo.USERS:
+        assert set(user["roles"]) <= role_names
+    assert [u["roles"] for u in demo.USERS if u["roles"] == ["everyone"]]
+    assert [u for u in demo.USERS if len(set(u["roles"]) - {"everyone"}) >= 2]
+
+
+def test_demo_titles_match_the_parsed_titles(demo_documents, demo_parsed):
+    for doc in demo_documents:
+        parsed_title = demo_parsed[doc.filename].title
+        assert parsed_title in (doc.title, None), doc.filename
+
+
+def test_demo_has_a_non_utf8_text_document(demo_documents, demo_parsed):
+    (doc,) = [d for d in demo_documents if d.filename == "station-directory.txt"]
+
+    with pytest.raises(UnicodeDecodeError):
+        doc.data.decode("utf-8")
+    assert "Hélène Marchetti" in demo_parsed[doc.filename].text
+
+
+def test_demo_facts_live_only_in_documents_their_role_may_see(demo_documents, demo_parsed):
+    for question, (expected, role) in demo.FACTS.items():
+        holders = [d for d in demo_documents if expected in demo_parsed[d.filename].text]
+        assert holders, question
+        for doc in holders:
+            assert role in doc.roles, (question, doc.filename)
+
+
+def test_demo_injection_is_in_an_everyone_document_and_reaches_the_text(
+    demo_documents, demo_parsed
+):
+    (doc,) = [d for d in demo_documents if d.filename == demo.INJECTION_DOCUMENT]
+
+    assert doc.roles == ["everyone"]
+    assert demo.INJECTION_TEXT in demo_parsed[doc.filename].text
+    q3_revenue = demo.FACTS["What was Veluna Air's revenue in Q3 2024?"][0]
+    assert q3_revenue not in demo_parsed[doc.filename].text
+
+
+def test_demo_rendering_and_parsing_are_deterministic(demo_documents, demo_parsed):
+    again = demo.documents()
+
+    assert [(d.filename, d.data) for d in again] == [(d.filename, d.data) for d in demo_documents]
+    for doc in again:
+        assert parse(doc.data, doc.filename) == demo_parsed[doc.filename]
