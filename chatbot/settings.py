@@ -81,6 +81,8 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres:///chatbot")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Short OLTP queries: JIT compilation costs more than it saves on the exact vector scans.
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/accounts/login/"
@@ -155,7 +157,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # Retrieval: below this many visible chunks the exact (brute-force) plan is used.
-RETRIEVAL_EXACT_THRESHOLD = env.int("RETRIEVAL_EXACT_THRESHOLD", default=20000)
+RETRIEVAL_EXACT_THRESHOLD = env.int("RETRIEVAL_EXACT_THRESHOLD", default=8000)
 RETRIEVAL_MAX_K = 50
 
 # Inference: an OpenAI-compatible server (the embedded `transformers serve` by default).
@@ -171,4 +173,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"pgserver": {"level": "WARNING"}},
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stuck-documents": {
+        "task": "knowledge.requeue_stuck_documents",
+        "schedule": float(INGEST_SWEEP_INTERVAL_SECONDS),
+    },
 }

@@ -1,11 +1,23 @@
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from django.conf import settings
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.generics import ListAPIView
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.selectors import UnknownRoles, roles_by_names
+from knowledge import services
 from knowledge.models import Document
-from knowledge.selectors import access_document, chunk_search, document_list_for_user
+from knowledge.selectors import (
+    access_document,
+    access_document_for_management_unchecked,
+    chunk_search,
+    document_list_for_user,
+)
 
 
 class DocumentOutputSerializer(serializers.ModelSerializer):
@@ -34,18 +46,156 @@ class DocumentOutputSerializer(serializers.ModelSerializer):
         return {"done": document.progress_done, "total": document.progress_total}
 
 
+class _RolesField(serializers.ListField):
+    """Role names as a JSON list, or in a form as repeated fields or one comma-separated value."""
+
+    child = serializers.CharField()
+
+    def get_value(self, dictionary):
+        if hasattr(dictionary, "getlist") and self.field_name in dictionary:
+            values = dictionary.getlist(self.field_name)
+            return [n.strip() for value in values for n in str(value).split(",") if n.strip()]
+        return super().get_value(dictionary)
+
+
+class UploadRejectedError(APIException):
+    def __init__(self, exc: services.UploadRejected):
+        super().__init__(detail=str(exc))
+        self.status_code = exc.status
+
+
+def _roles_or_400(names):
+    if not names:
+        raise ValidationError({"roles": ["At least one role is required."]})
+    try:
+        return roles_by_names(names=names)
+    except UnknownRoles as exc:
+        raise ValidationError({"roles": [str(exc)]}) from None
+
+
+class _ManagesDocuments(BasePermission):
+    """Staff, or a user granted the model permission the method needs."""
+
+    perms = {"POST": "knowledge.add_document", "PATCH": "knowledge.change_document"}
+    perms["PUT"] = perms["PATCH"]
+    perms["DELETE"] = "knowledge.delete_document"
+
+    def has_permission(self, request, view):
+        needed = self.perms.get(request.method)
+        if needed is None:
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and (user.is_staff or user.has_perm(needed)))
+
+
 class DocumentListApi(ListAPIView):
     serializer_class = DocumentOutputSerializer
+    permission_classes = [*ListAPIView.permission_classes, _ManagesDocuments]
+    parser_classes = [MultiPartParser, FormParser]
+
+    class UploadSerializer(serializers.Serializer):
+        file = serializers.FileField(allow_empty_file=True)
+        title = serializers.CharField(max_length=255, required=False, allow_blank=True)
+        roles = _RolesField()
 
     def get_queryset(self):
         return document_list_for_user(user=self.request.user)
 
+    @extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={
+            202: DocumentOutputSerializer,
+            200: OpenApiResponse(DocumentOutputSerializer, "The same file with the same roles"),
+            413: OpenApiResponse(description="File over the size limit"),
+            415: OpenApiResponse(description="Unsupported file type"),
+        },
+    )
+    def post(self, request):
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.INGEST_MAX_UPLOAD_BYTES + 64 * 1024:
+            # Refused from the headers alone, before the body is read.
+            return Response(
+                {"detail": services.upload_limit_message()},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        data = self.UploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        roles = _roles_or_400(data.validated_data["roles"])
+        try:
+            document, created = services.document_upload(
+                file=data.validated_data["file"],
+                roles=roles,
+                acting_user=request.user,
+                title=data.validated_data.get("title", ""),
+            )
+        except services.UploadRejected as exc:
+            raise UploadRejectedError(exc) from None
+        return Response(
+            DocumentOutputSerializer(document).data,
+            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+        )
+
 
 class DocumentDetailApi(APIView):
+    permission_classes = [*APIView.permission_classes, _ManagesDocuments]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    class UpdateSerializer(serializers.Serializer):
+        roles = _RolesField(required=False)
+        title = serializers.CharField(max_length=255, required=False)
+        file = serializers.FileField(required=False, allow_empty_file=True)
+
     @extend_schema(responses=DocumentOutputSerializer)
     def get(self, request, document_id: int):
         document = access_document(user=request.user, document_id=document_id)
         return Response(DocumentOutputSerializer(document).data)
+
+    @extend_schema(
+        request={
+            "application/json": UpdateSerializer,
+            "multipart/form-data": UpdateSerializer,
+        },
+        responses=DocumentOutputSerializer,
+        description="Re-scope (roles: effective at once, no re-embedding), rename, or replace "
+        "the file (re-ingested; the old chunks stay searchable until the new ones commit).",
+    )
+    def patch(self, request, document_id: int):
+        document = access_document_for_management_unchecked(document_id=document_id)
+        data = self.UpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        roles = _roles_or_400(values["roles"]) if "roles" in values else None
+        if roles is not None:
+            services.document_set_roles(document=document, roles=roles)
+        if "title" in values:
+            services.document_rename(document=document, title=values["title"])
+        if "file" in values:
+            try:
+                services.document_replace_file(document=document, file=values["file"])
+            except services.UploadRejected as exc:
+                raise UploadRejectedError(exc) from None
+        document = access_document_for_management_unchecked(document_id=document_id)
+        return Response(DocumentOutputSerializer(document).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, document_id: int):
+        document = access_document_for_management_unchecked(document_id=document_id)
+        services.document_delete(document=document)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DocumentFileApi(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, document_id: int):
+        document = access_document(user=request.user, document_id=document_id)
+        if not document.file:
+            return Response({"detail": "This document has no stored file."}, status=404)
+        return FileResponse(
+            document.file.open("rb"),
+            as_attachment=True,
+            filename=document.original_filename or None,
+            content_type=document.content_type or "application/octet-stream",
+        )
 
 
 class SearchApi(APIView):
@@ -62,9 +212,6 @@ class SearchApi(APIView):
         page = serializers.IntegerField(allow_null=True)
         position = serializers.IntegerField()
         score = serializers.FloatField()
-
-    class OutputSerializer(serializers.Serializer):
-        results = serializers.ListField(child=serializers.DictField())
 
     @extend_schema(
         request=InputSerializer,

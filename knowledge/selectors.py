@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 RRF_K = 60
 ROLE_COUNTS_CACHE_SECONDS = 30
+HNSW_MIN_EF_SEARCH = 80
 HNSW_MAX_EF_SEARCH = 1000
 
 
@@ -95,7 +96,7 @@ def choose_plan(*, role_ids: list[int], k: int) -> SearchPlan:
     if visible <= settings.RETRIEVAL_EXACT_THRESHOLD:
         return SearchPlan(name="exact", visible_estimate=visible)
     selectivity = max(visible / max(total, 1), 1e-6)
-    ef = int(min(HNSW_MAX_EF_SEARCH, max(40, math.ceil(2 * k / selectivity))))
+    ef = int(min(HNSW_MAX_EF_SEARCH, max(HNSW_MIN_EF_SEARCH, math.ceil(2 * k / selectivity))))
     return SearchPlan(name="hnsw", visible_estimate=visible, ef_search=ef)
 
 
@@ -114,27 +115,75 @@ _HIT_COLUMNS = """
     c.id, c.document_id, d.title, c.text, c.heading, c.page, c.position, c.allowed_roles
 """
 
+# The inner query ranks ids only; text and titles are fetched for the n winners. The exact
+# plan orders by "distance + 0", which hides the ORDER BY from the HNSW index: an exact scan
+# of the ACL-filtered rows.
 _VECTOR_LEG = f"""
-    SELECT {_HIT_COLUMNS}, c.embedding <=> %(q)s::vector AS distance
-    FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id
+    SELECT {_HIT_COLUMNS}, v.distance
+    FROM (
+        SELECT id, embedding <=> %(q)s::vector AS distance
+        FROM knowledge_chunk
+        WHERE allowed_roles && %(roles)s::int[]
+        ORDER BY {{order}}
+        LIMIT %(n)s
+    ) v
+    JOIN knowledge_chunk c ON c.id = v.id
+    JOIN knowledge_document d ON d.id = c.document_id
     WHERE c.allowed_roles && %(roles)s::int[]
-    ORDER BY {{order}}
-    LIMIT %(n)s
 """
 
-# Any query term may match (OR); chunks containing an identifier from the query (a part or
-# case number) rank first, as such terms are rare and exact.
+# Any query term may match (OR), except terms so common in the corpus that ranking their
+# matches costs more than they tell (a stop list learned from PostgreSQL's own column
+# statistics). Chunks containing an identifier from the query (a part or case number) rank
+# first, as such terms are rare and meant exactly.
 _TEXT_LEG = f"""
+    WITH tq AS (
+        SELECT (SELECT string_agg(quote_literal(lexeme), ' | ')
+                FROM unnest(to_tsvector('english', %(text)s))
+                WHERE lexeme <> ALL(%(common)s::text[]))::tsquery AS q,
+               replace(plainto_tsquery('english', %(ids)s)::text, ' & ', ' | ')::tsquery AS ids
+    )
     SELECT {_HIT_COLUMNS}, ts_rank_cd(c.search_vector, tq.q) AS rank,
            c.search_vector @@ tq.ids AS identifier_match
-    FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id,
-         (SELECT replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ')::tsquery AS q,
-                 replace(plainto_tsquery('english', %(ids)s)::text, ' & ', ' | ')::tsquery AS ids
-         ) tq
+    FROM tq, knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id
     WHERE c.allowed_roles && %(roles)s::int[] AND c.search_vector @@ tq.q
     ORDER BY identifier_match DESC, rank DESC, c.id
     LIMIT %(n)s
 """
+
+# A term in more than 1% of the chunks (and more than 500 of them) is treated as a stop
+# word, the cut-off that inverse-document-frequency pruning commonly uses.
+COMMON_TERM_SHARE = 0.01
+COMMON_TERM_MIN_MATCHES = 500
+COMMON_TERMS_CACHE_SECONDS = 300
+
+
+def common_lexemes() -> list[str]:
+    """Lexemes that PostgreSQL's column statistics say are too common to rank by."""
+    cached = cache.get("knowledge:common_lexemes")
+    if cached is not None:
+        return cached
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, c.reltuples
+            FROM pg_stats s JOIN pg_class c ON c.relname = s.tablename
+            WHERE s.tablename = 'knowledge_chunk' AND s.attname = 'search_vector'
+              AND s.schemaname = current_schema()
+            """
+        )
+        row = cursor.fetchone()
+    common = []
+    if row and row[0]:
+        lexemes, freqs, rows = row
+        common = [
+            lexeme
+            for lexeme, share in zip(lexemes, freqs, strict=False)
+            if share > COMMON_TERM_SHARE and share * rows > COMMON_TERM_MIN_MATCHES
+        ]
+    cache.set("knowledge:common_lexemes", common, COMMON_TERMS_CACHE_SECONDS)
+    return common
+
 
 # A token with a digit and a letter or separator ("HX-99731-Q", "2024-CV-0193", "Q3"),
 # or a long number: the kind of term a user means exactly.
@@ -150,18 +199,21 @@ def query_identifiers(query: str) -> list[str]:
 
 
 def _vector_leg(cursor, *, vector: str, role_ids: list[int], n: int, exact: bool) -> list[tuple]:
-    # "+ 0" hides the ORDER BY from the HNSW index: an exact scan of the ACL-filtered rows.
-    order = (
-        "(c.embedding <=> %(q)s::vector) + 0, c.id" if exact else "c.embedding <=> %(q)s::vector"
-    )
+    order = "(embedding <=> %(q)s::vector) + 0, id" if exact else "embedding <=> %(q)s::vector"
     cursor.execute(_VECTOR_LEG.format(order=order), {"q": vector, "roles": role_ids, "n": n})
     rows = cursor.fetchall()
     return sorted(rows, key=lambda r: (r[-1], r[0]))
 
 
 def _text_leg(cursor, *, text: str, role_ids: list[int], n: int) -> list[tuple]:
-    ids = " ".join(query_identifiers(text))
-    cursor.execute(_TEXT_LEG, {"text": text, "ids": ids, "roles": role_ids, "n": n})
+    params = {
+        "text": text,
+        "ids": " ".join(query_identifiers(text)),
+        "common": common_lexemes(),
+        "roles": role_ids,
+        "n": n,
+    }
+    cursor.execute(_TEXT_LEG, params)
     return cursor.fetchall()
 
 

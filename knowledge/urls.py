@@ -5,5 +5,6 @@ from knowledge import apis
 urlpatterns = [
     path("documents/", apis.DocumentListApi.as_view(), name="document-list"),
     path("documents/<int:document_id>/", apis.DocumentDetailApi.as_view(), name="document-detail"),
+    path("documents/<int:document_id>/file/", apis.DocumentFileApi.as_view(), name="document-file"),
     path("search/", apis.SearchApi.as_view(), name="search"),
 ]

@@ -87,7 +87,7 @@ def detect_kind(filename: str, head: bytes) -> str:
     Raises UnsupportedType for an extension we do not parse, and ParseError when the file
     is empty or its first bytes contradict the extension.
     """
-    kind = _kind_from_extension(filename)
+    kind = kind_from_extension(filename)
     if not head:
         raise ParseError("The file is empty.")
     if kind == "pdf" and b"%PDF-" not in head[:1024]:
@@ -101,7 +101,7 @@ def detect_kind(filename: str, head: bytes) -> str:
     return kind
 
 
-def _kind_from_extension(filename: str) -> str:
+def kind_from_extension(filename: str) -> str:
     extension = PurePath(filename or "").suffix.lower()
     kind = SUPPORTED_EXTENSIONS.get(extension)
     if kind is None:
@@ -114,7 +114,7 @@ def parse_document(
     *, data: bytes, filename: str, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
 ) -> ParsedDocument:
     """Parse a whole file. Raises UnsupportedType or ParseError; never returns no text."""
-    _kind_from_extension(filename)
+    kind_from_extension(filename)
     if not data or data.isspace():
         raise ParseError("The file is empty.")
     kind = detect_kind(filename, data[:1024])

@@ -1,0 +1,47 @@
+"""Celery tasks: they take ids, call one service and own their retries."""
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError
+
+from knowledge.ingestion.pipeline import document_ingest, document_mark_failed
+from knowledge.services import documents_requeue_stuck
+
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+@shared_task(
+    name="knowledge.ingest_document",
+    queue="ingest",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=6,
+    soft_time_limit=900,
+    time_limit=960,
+)
+def ingest_document(document_id: int) -> str:
+    try:
+        return document_ingest(document_id=document_id)
+    except TRANSIENT_ERRORS:
+        raise
+    except SoftTimeLimitExceeded:
+        document_mark_failed(
+            document_id=document_id,
+            reason="Ingestion took longer than the time limit; split the file and upload again.",
+        )
+        raise
+    except Exception as exc:
+        # A bug or a pathological file: record it on the document instead of retrying forever.
+        document_mark_failed(
+            document_id=document_id, reason=f"Ingestion failed unexpectedly ({type(exc).__name__})."
+        )
+        raise
+
+
+@shared_task(name="knowledge.requeue_stuck_documents", queue="ingest", ignore_result=True)
+def requeue_stuck_documents() -> int:
+    return documents_requeue_stuck()
