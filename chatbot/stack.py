@@ -19,13 +19,27 @@ def _manage(*args: str) -> None:
     subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], check=True, cwd=ROOT)
 
 
-def _procfile_processes() -> str:
+def _procfile_processes() -> list[str]:
     names = ["web", "worker"]
     if not os.environ.get("INFERENCE_URL_EXTERNAL"):
         names.append("inference")
     procfile = (ROOT / "Procfile").read_text()
     available = {line.split(":", 1)[0] for line in procfile.splitlines() if ":" in line}
-    return ",".join(n for n in names if n in available)
+    return [n for n in names if n in available]
+
+
+def _seed_demo_once() -> None:
+    """Load the demo workspace on first start (unless DEMO=0); later, reprint its logins."""
+    marker = embedded.data_dir() / "demo-seeded"
+    if marker.exists():
+        users = embedded.data_dir() / "demo-users.txt"
+        if users.exists():
+            print("Demo users (username password):\n" + users.read_text())
+        return
+    if os.environ.get("DEMO", "1") == "0":
+        return
+    _manage("seed_demo")
+    marker.touch()
 
 
 def main() -> int:
@@ -42,11 +56,7 @@ def main() -> int:
         _manage("migrate", "--noinput", "-v", "0")
         _manage("collectstatic", "--noinput", "-v", "0")
         _manage("ensure_admin")
-        if (
-            os.environ.get("DEMO", "1") != "0"
-            and (ROOT / "knowledge/management/commands/seed_demo.py").exists()
-        ):
-            _manage("seed_demo")
+        _seed_demo_once()
         print(f"\n  Chatbot: http://127.0.0.1:{os.environ['PORT']}/   (Ctrl-C stops everything)\n")
         honcho = subprocess.Popen(
             [
@@ -56,7 +66,7 @@ def main() -> int:
                 "start",
                 "-f",
                 str(ROOT / "Procfile"),
-                _procfile_processes(),
+                *_procfile_processes(),
             ],
             cwd=ROOT,
         )

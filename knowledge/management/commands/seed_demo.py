@@ -1,0 +1,70 @@
+import secrets
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts.models import Role, User
+from accounts.services import user_create
+from knowledge import demo
+from knowledge.services import document_upload
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the Veluna Air demo workspace (roles, users, documents) through the ingestion "
+        "pipeline. Idempotent: what exists is kept. Demo passwords are generated once and "
+        "kept in DATA_DIR/demo-users.txt."
+    )
+
+    def handle(self, *args, **options):
+        for name, description in demo.ROLES:
+            Role.objects.get_or_create(name=name, defaults={"description": description})
+        passwords = self._passwords()
+        with transaction.atomic():
+            for spec in demo.USERS:
+                if User.objects.filter(username=spec["username"]).exists():
+                    continue
+                user_create(
+                    username=spec["username"],
+                    password=passwords[spec["username"]],
+                    email=spec["email"],
+                    first_name=spec["first_name"],
+                    last_name=spec["last_name"],
+                    role_names=spec["roles"],
+                    is_staff=spec.get("is_staff", False),
+                )
+        queued = 0
+        for document in demo.documents():
+            roles = list(Role.objects.filter(name__in=document.roles))
+            _, created = document_upload(
+                file=ContentFile(document.data, name=document.filename),
+                roles=roles,
+                title=document.title,
+            )
+            queued += created
+        self.stdout.write(
+            f"Demo workspace '{demo.COMPANY}': {len(demo.ROLES)} roles, {len(demo.USERS)} users, "
+            f"{queued} documents queued for ingestion."
+        )
+        self.stdout.write("Demo users (username / password / roles):")
+        for spec in demo.USERS:
+            self.stdout.write(
+                f"  {spec['username']:<15} {passwords[spec['username']]:<18} "
+                f"{', '.join(spec['roles'])}"
+            )
+
+    def _passwords(self) -> dict[str, str]:
+        path = settings.DATA_DIR / "demo-users.txt"
+        known = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if " " in line:
+                    username, password = line.split(" ", 1)
+                    known[username] = password
+        for spec in demo.USERS:
+            known.setdefault(spec["username"], secrets.token_urlsafe(9))
+        path.write_text("".join(f"{u} {p}\n" for u, p in known.items()))
+        path.chmod(0o600)
+        return known
