@@ -170,7 +170,6 @@ def load(corpus: Corpus, roles: dict):
         )
         build = time.perf_counter() - started
         cursor.execute("VACUUM ANALYZE knowledge_chunk")
-        cursor.execute("SELECT pg_prewarm('knowledge_chunk')" if False else "SELECT 1")
     return build
 
 
@@ -289,9 +288,9 @@ def main():
             )
             header = (
                 f"{'share':>6} {'visible':>8} | {'plan':<20} {'rows==min(k,vis)':>16} "
-                f"{'recall@10':>9} {'p50 ms':>7} {'p95 ms':>7} {'vec p50':>7} | {'naive rows ok':>13} "
-                f"{'min':>4} {'recall':>6} {'p50':>6} {'p95':>6} | {'exact p50':>9} "
-                f"{'p95':>6}"
+                f"{'recall@10':>9} {'p50 ms':>7} {'p95 ms':>7} {'vec p50':>7} | "
+                f"{'naive rows ok':>13} {'min':>4} {'recall':>6} {'p50':>6} {'p95':>6} | "
+                f"{'exact p50':>9} {'p95':>6}"
             )
             print(header)
             print("-" * len(header))
