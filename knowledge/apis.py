@@ -14,6 +14,7 @@ from knowledge import services
 from knowledge.models import Document
 from knowledge.selectors import (
     access_document,
+    access_chunk,
     access_document_for_management_unchecked,
     chunk_search,
     document_list_for_user,
@@ -195,6 +196,23 @@ class DocumentFileApi(APIView):
             as_attachment=True,
             filename=document.original_filename or None,
             content_type=document.content_type or "application/octet-stream",
+        )
+
+
+class ChunkDetailApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        chunk_id = serializers.IntegerField()
+        document_id = serializers.IntegerField()
+        title = serializers.CharField()
+        heading = serializers.CharField()
+        page = serializers.IntegerField(allow_null=True)
+        position = serializers.IntegerField()
+        text = serializers.CharField()
+
+    @extend_schema(responses=OutputSerializer, description="One passage, if in your scope.")
+    def get(self, request, chunk_id: int):
+        return Response(
+            self.OutputSerializer(access_chunk(user=request.user, chunk_id=chunk_id)).data
         )
 
 

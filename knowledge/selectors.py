@@ -282,3 +282,34 @@ def _fuse(vector_rows: list[tuple], text_rows: list[tuple], *, k: int) -> list[S
         )
         for i in best
     ]
+
+
+def access_chunk(*, user, chunk_id: int) -> SearchHit:
+    """One chunk if it overlaps the user's roles, else Http404 (never 403)."""
+    role_ids = user_role_ids(user=user)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT {_HIT_COLUMNS} FROM knowledge_chunk c
+            JOIN knowledge_document d ON d.id = c.document_id
+            WHERE c.id = %s AND c.allowed_roles && %s::int[]
+            """,
+            [chunk_id, role_ids],
+        )
+        row = cursor.fetchone()
+    if row is None or not role_ids:
+        raise Http404("No passage with this id.")
+    return SearchHit(*row[:7], score=0.0)
+
+
+def visible_chunk_ids(*, user, chunk_ids: list[int]) -> set[int]:
+    """The subset of chunk_ids the user may see now (conversation history re-checks these)."""
+    role_ids = user_role_ids(user=user)
+    if not role_ids or not chunk_ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM knowledge_chunk WHERE id = ANY(%s) AND allowed_roles && %s::int[]",
+            [list(chunk_ids), role_ids],
+        )
+        return {row[0] for row in cursor.fetchall()}

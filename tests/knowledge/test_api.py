@@ -59,3 +59,14 @@ def test_unknown_api_path_is_json_404():
     response = factories.api_client().get("/api/v1/nope/")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+def test_chunk_detail_is_scoped(setup):
+    finance, legal, report, memo = setup
+    client = factories.api_client(factories.user(roles=[finance]))
+    own = report.chunks.first()
+    body = client.get(f"/api/v1/chunks/{own.pk}/").json()
+    assert body["text"] == own.text and body["title"] == "Q3 report"
+    other = memo.chunks.first()
+    hidden = client.get(f"/api/v1/chunks/{other.pk}/")
+    assert hidden.status_code == 404 and "Case" not in hidden.content.decode()
