@@ -13,8 +13,8 @@ from accounts.selectors import UnknownRoles, roles_by_names
 from knowledge import services
 from knowledge.models import Document
 from knowledge.selectors import (
-    access_document,
     access_chunk,
+    access_document,
     access_document_for_management_unchecked,
     chunk_search,
     document_list_for_user,
