@@ -62,7 +62,7 @@ def test_unknown_api_path_is_json_404():
 
 
 def test_chunk_detail_is_scoped(setup):
-    finance, legal, report, memo = setup
+    finance, _, report, memo = setup
     client = factories.api_client(factories.user(roles=[finance]))
     own = report.chunks.first()
     body = client.get(f"/api/v1/chunks/{own.pk}/").json()
