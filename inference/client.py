@@ -1,0 +1,264 @@
+"""A small client for the OpenAI-compatible inference API (ours, vLLM, TGI...).
+
+Importable without Django and without torch: it only speaks HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+DEFAULT_CONNECT_TIMEOUT = 3.0
+DEFAULT_READ_TIMEOUT = 120.0
+
+
+class InferenceUnavailable(RuntimeError):
+    """The inference server cannot be reached, is not ready, or stopped answering."""
+
+
+class InferenceError(RuntimeError):
+    """The inference server rejected the request or failed while generating."""
+
+    def __init__(self, message: str, *, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    finish_reason: str = ""
+
+
+def default_base_url() -> str:
+    url = os.environ.get("INFERENCE_URL", "").strip()
+    if not url:
+        url = f"http://127.0.0.1:{os.environ.get('INFERENCE_PORT', '8001')}"
+    url = url.rstrip("/")
+    return url.removesuffix("/v1")
+
+
+class CompletionStream:
+    """Iterate for text deltas; once exhausted, ``completion`` holds the whole result."""
+
+    def __init__(self, events: Iterator[dict]):
+        self._events = events
+        self.completion: Completion | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        parts: list[str] = []
+        model, finish_reason, usage = "", "", {}
+        for event in self._events:
+            model = event.get("model") or model
+            usage = event.get("usage") or usage
+            for choice in event.get("choices") or []:
+                text = choice.get("text")
+                if text is None:
+                    text = (choice.get("delta") or {}).get("content")
+                if text:
+                    parts.append(text)
+                    yield text
+                finish_reason = choice.get("finish_reason") or finish_reason
+        self.completion = Completion(
+            text="".join(parts),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            model=model,
+            finish_reason=finish_reason,
+        )
+
+
+class InferenceClient:
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        retries: int = 2,
+        backoff_s: float = 0.3,
+    ):
+        self.base_url = (base_url or default_base_url()).rstrip("/").removesuffix("/v1")
+        self.model = model or os.environ.get("INFERENCE_MODEL_NAME", "default")
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+
+    def generate(
+        self, prompt: str, *, max_tokens: int, stop: Sequence[str] = (), temperature: float = 0
+    ) -> Completion:
+        body = self._body(max_tokens=max_tokens, stop=stop, temperature=temperature)
+        data = self._post("/v1/completions", {**body, "prompt": prompt})
+        return self._completion(data, text=data["choices"][0].get("text", ""))
+
+    def chat(
+        self,
+        messages: Sequence[dict],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0,
+    ) -> Completion:
+        body = self._body(max_tokens=max_tokens, stop=stop, temperature=temperature)
+        data = self._post("/v1/chat/completions", {**body, "messages": list(messages)})
+        message = data["choices"][0].get("message") or {}
+        return self._completion(data, text=message.get("content") or "")
+
+    def stream(
+        self, prompt: str, *, max_tokens: int, stop: Sequence[str] = (), temperature: float = 0
+    ) -> CompletionStream:
+        body = self._body(max_tokens=max_tokens, stop=stop, temperature=temperature)
+        return CompletionStream(self._sse("/v1/completions", {**body, "prompt": prompt}))
+
+    def stream_chat(
+        self,
+        messages: Sequence[dict],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0,
+    ) -> CompletionStream:
+        body = self._body(max_tokens=max_tokens, stop=stop, temperature=temperature)
+        payload = {**body, "messages": list(messages)}
+        return CompletionStream(self._sse("/v1/chat/completions", payload))
+
+    def is_ready(self) -> bool:
+        try:
+            with httpx.Client(timeout=self._timeout) as http:
+                return http.get(f"{self.base_url}/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _body(self, *, max_tokens: int, stop: Sequence[str], temperature: float) -> dict:
+        return {
+            "model": self.model,
+            "max_tokens": max_tokens,
+            "stop": list(stop) or None,
+            "temperature": temperature,
+        }
+
+    def _completion(self, data: dict, *, text: str) -> Completion:
+        usage = data.get("usage") or {}
+        return Completion(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            model=data.get("model", ""),
+            finish_reason=data["choices"][0].get("finish_reason") or "",
+        )
+
+    def _post(self, path: str, payload: dict) -> dict:
+        with httpx.Client(timeout=self._timeout) as http:
+            response = self._send(http, path, {**payload, "stream": False}, stream=False)
+            try:
+                return response.json()
+            finally:
+                response.close()
+
+    def _sse(self, path: str, payload: dict) -> Iterator[dict]:
+        payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+        with httpx.Client(timeout=self._timeout) as http:
+            response = self._send(http, path, payload, stream=True)
+            try:
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[len("data:") :].strip()
+                    if data == "[DONE]":
+                        return
+                    event = json.loads(data)
+                    if "error" in event:
+                        raise InferenceError(f"generation failed: {_message(event)}")
+                    yield event
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                raise self._unavailable(exc) from exc
+            finally:
+                response.close()
+
+    def _send(self, http: httpx.Client, path: str, payload: dict, *, stream: bool) -> Any:
+        """Send, retrying only failures where the server cannot have started generating."""
+        url = f"{self.base_url}{path}"
+        for attempt in range(self.retries + 1):
+            try:
+                request = http.build_request("POST", url, json=payload)
+                response = http.send(request, stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt == self.retries:
+                    raise self._unavailable(exc) from exc
+            except httpx.TransportError as exc:  # read timeout, dropped connection
+                raise self._unavailable(exc) from exc
+            else:
+                if response.status_code < 400:
+                    return response
+                if stream:
+                    response.read()
+                response.close()
+                if response.status_code != 503 or attempt == self.retries:
+                    raise self._http_error(response)
+            time.sleep(self.backoff_s * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _unavailable(self, exc: Exception) -> InferenceUnavailable:
+        detail = str(exc) or type(exc).__name__
+        return InferenceUnavailable(
+            f"the inference server at {self.base_url} is not reachable: {detail}"
+        )
+
+    def _http_error(self, response: httpx.Response) -> Exception:
+        try:
+            message = _message(response.json())
+        except ValueError:
+            message = response.text[:200]
+        if response.status_code == 503:
+            return InferenceUnavailable(
+                f"the inference server at {self.base_url} is not ready: {message}"
+            )
+        return InferenceError(
+            f"the inference server answered {response.status_code}: {message}",
+            status_code=response.status_code,
+        )
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message", error))
+        if error:
+            return str(error)
+        return str(body.get("detail", body))
+    return str(body)
+
+
+def generate(
+    prompt: str, *, max_tokens: int, stop: Sequence[str] = (), temperature: float = 0
+) -> Completion:
+    return InferenceClient().generate(
+        prompt, max_tokens=max_tokens, stop=stop, temperature=temperature
+    )
+
+
+def stream(
+    prompt: str, *, max_tokens: int, stop: Sequence[str] = (), temperature: float = 0
+) -> CompletionStream:
+    return InferenceClient().stream(
+        prompt, max_tokens=max_tokens, stop=stop, temperature=temperature
+    )
+
+
+def chat(
+    messages: Sequence[dict], *, max_tokens: int, stop: Sequence[str] = (), temperature: float = 0
+) -> Completion:
+    return InferenceClient().chat(
+        messages, max_tokens=max_tokens, stop=stop, temperature=temperature
+    )
