@@ -42,3 +42,11 @@ def test_healthz_reports_components(client):
 
 def test_admin_login_page_renders(client):
     assert client.get("/admin/login/").status_code == 200
+
+
+def test_healthz_names_what_is_down(client, settings):
+    settings.INFERENCE_URL = "http://127.0.0.1:1"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["inference"] == "down"
+    assert "inference" in response.json()["detail"]
