@@ -122,18 +122,26 @@ def document_replace_chunks(
                             roles_literal,
                         )
                     )
-        Document.objects.filter(pk=document_id).update(
-            status=Document.Status.READY,
-            error="",
-            chunk_count=len(drafts),
-            indexed_hash=content_hash,
-            progress_done=len(drafts),
-            progress_total=len(drafts),
-            status_changed_at=timezone.now(),
-            updated_at=timezone.now(),
+        document_mark_ready(
+            document_id=document_id, chunk_count=len(drafts), content_hash=content_hash
         )
-        transaction.on_commit(_forget_role_counts)
     return len(drafts)
+
+
+def document_mark_ready(*, document_id: int, chunk_count: int, content_hash: str) -> None:
+    """Call inside the transaction that swapped the chunks in."""
+    now = timezone.now()
+    Document.objects.filter(pk=document_id).update(
+        status=Document.Status.READY,
+        error="",
+        chunk_count=chunk_count,
+        indexed_hash=content_hash,
+        progress_done=chunk_count,
+        progress_total=chunk_count,
+        status_changed_at=now,
+        updated_at=now,
+    )
+    transaction.on_commit(_forget_role_counts)
 
 
 def document_index_text(*, document: Document, text: str) -> int:

@@ -13,7 +13,7 @@ from knowledge import embeddings
 from knowledge.ingestion.chunking import chunk_sections
 from knowledge.ingestion.parsers import ParseError, UnsupportedType, parse_document
 from knowledge.models import Document, DocumentRole
-from knowledge.services import _forget_role_counts, document_replace_chunks
+from knowledge.services import document_mark_ready, document_replace_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -129,16 +129,6 @@ def _copy_chunks_of_identical_content(*, document_id: int, content_hash: str) ->
                 _COPY_CHUNKS, {"target": document_id, "roles": role_ids, "source": source.pk}
             )
             copied = cursor.rowcount
-        Document.objects.filter(pk=document_id).update(
-            status=Document.Status.READY,
-            error="",
-            chunk_count=copied,
-            indexed_hash=content_hash,
-            progress_done=copied,
-            progress_total=copied,
-            status_changed_at=timezone.now(),
-            updated_at=timezone.now(),
-        )
-        transaction.on_commit(_forget_role_counts)
+        document_mark_ready(document_id=document_id, chunk_count=copied, content_hash=content_hash)
     logger.info("document %s reused the chunks of document %s", document_id, source.pk)
     return True
