@@ -23,16 +23,16 @@ class TokenObtainApi(APIView):
     def get_authenticate_header(self, request):
         return "Token"
 
-    class InputSerializer(serializers.Serializer):
+    class TokenRequestSerializer(serializers.Serializer):
         username = serializers.CharField()
         password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
-    class OutputSerializer(serializers.Serializer):
+    class TokenSerializer(serializers.Serializer):
         token = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses=OutputSerializer, auth=[])
+    @extend_schema(request=TokenRequestSerializer, responses=TokenSerializer, auth=[])
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.TokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
         if user is None:
@@ -42,7 +42,7 @@ class TokenObtainApi(APIView):
 
 
 class MeApi(APIView):
-    class OutputSerializer(serializers.Serializer):
+    class MeSerializer(serializers.Serializer):
         username = serializers.CharField()
         roles = serializers.SerializerMethodField()
         is_staff = serializers.BooleanField()
@@ -50,9 +50,9 @@ class MeApi(APIView):
         def get_roles(self, user) -> list[str]:
             return sorted(r.name for r in user.roles.all())
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses=MeSerializer)
     def get(self, request):
-        return Response(self.OutputSerializer(request.user).data)
+        return Response(self.MeSerializer(request.user).data)
 
 
 class RoleSerializer(serializers.ModelSerializer):
@@ -64,7 +64,7 @@ class RoleSerializer(serializers.ModelSerializer):
 class RoleListApi(APIView):
     permission_classes = [IsAdminUser]
 
-    class InputSerializer(serializers.Serializer):
+    class RoleCreateSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=64)
         description = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
@@ -72,9 +72,9 @@ class RoleListApi(APIView):
     def get(self, request):
         return Response(RoleSerializer(role_list(), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: RoleSerializer})
+    @extend_schema(request=RoleCreateSerializer, responses={201: RoleSerializer})
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.RoleCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             role = services.role_create(**data.validated_data)
@@ -86,14 +86,14 @@ class RoleListApi(APIView):
 class RoleDetailApi(APIView):
     permission_classes = [IsAdminUser]
 
-    class InputSerializer(serializers.Serializer):
+    class RoleUpdateSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=64, required=False)
         description = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
-    @extend_schema(request=InputSerializer, responses=RoleSerializer)
+    @extend_schema(request=RoleUpdateSerializer, responses=RoleSerializer)
     def patch(self, request, role_id: int):
         role = get_object_or_404(Role, pk=role_id)
-        data = self.InputSerializer(data=request.data)
+        data = self.RoleUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             role = services.role_update(role=role, **data.validated_data)
@@ -130,7 +130,7 @@ def _unknown_roles_error(exc: UnknownRoles) -> ValidationError:
 class UserListApi(APIView):
     permission_classes = [IsAdminUser]
 
-    class InputSerializer(serializers.Serializer):
+    class UserCreateSerializer(serializers.Serializer):
         username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
         password = serializers.CharField(trim_whitespace=False)
         email = serializers.EmailField(required=False, allow_blank=True)
@@ -143,9 +143,9 @@ class UserListApi(APIView):
         users = User.objects.prefetch_related("roles").order_by("username")
         return Response(UserOutputSerializer(users, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: UserOutputSerializer})
+    @extend_schema(request=UserCreateSerializer, responses={201: UserOutputSerializer})
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.UserCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         if User.objects.filter(username=values["username"]).exists():
@@ -167,7 +167,7 @@ class UserListApi(APIView):
 class UserDetailApi(APIView):
     permission_classes = [IsAdminUser]
 
-    class InputSerializer(serializers.Serializer):
+    class UserUpdateSerializer(serializers.Serializer):
         email = serializers.EmailField(required=False, allow_blank=True)
         roles = serializers.ListField(child=serializers.CharField(), required=False)
         is_active = serializers.BooleanField(required=False)
@@ -177,10 +177,10 @@ class UserDetailApi(APIView):
     def get(self, request, user_id: int):
         return Response(UserOutputSerializer(get_object_or_404(User, pk=user_id)).data)
 
-    @extend_schema(request=InputSerializer, responses=UserOutputSerializer)
+    @extend_schema(request=UserUpdateSerializer, responses=UserOutputSerializer)
     def patch(self, request, user_id: int):
         user = get_object_or_404(User, pk=user_id)
-        data = self.InputSerializer(data=request.data)
+        data = self.UserUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         if "password" in values:

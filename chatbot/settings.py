@@ -79,10 +79,18 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres:///chatbot")}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Under ASGI every request runs in its own thread, so thread-bound persistent connections
+# would pile up; a per-process pool (psycopg_pool) reuses them instead.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+_db_options = DATABASES["default"].setdefault("OPTIONS", {})
+if env.bool("DB_POOL", default=True):
+    _db_options["pool"] = {
+        "min_size": env.int("DB_POOL_MIN", default=1),
+        "max_size": env.int("DB_POOL_MAX", default=20),
+        "timeout": 10,
+    }
 # Short OLTP queries: JIT compilation costs more than it saves on the exact vector scans.
-DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+_db_options["options"] = "-c jit=off"
 
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/accounts/login/"
@@ -181,3 +189,28 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(INGEST_SWEEP_INTERVAL_SECONDS),
     },
 }
+
+# --- Chat (conversations, rate limits) ---
+# Questions longer than this are refused with 400 before any retrieval.
+CHAT_MAX_QUESTION_CHARS = env.int("CHAT_MAX_QUESTION_CHARS", default=2000)
+# Passages retrieved per question (all are audited; the prompt budget decides how many show).
+CHAT_RETRIEVAL_K = env.int("CHAT_RETRIEVAL_K", default=5)
+# Earlier messages (user + assistant) given to the model for a follow-up question.
+CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=6)
+
+# Per-user rate limits (DRF scoped throttles; a view opts in with throttle_scope). Counted in
+# Redis so that every web process shares one count. Format: "<n>/<second|minute|hour|day>".
+THROTTLE_RATES = {
+    "chat": env("THROTTLE_RATE_CHAT", default="20/minute"),
+    "search": env("THROTTLE_RATE_SEARCH", default="120/minute"),
+}
+THROTTLE_CACHE_ALIAS = "throttle"
+CACHES[THROTTLE_CACHE_ALIAS] = {
+    "BACKEND": "django.core.cache.backends.redis.RedisCache",
+    "LOCATION": REDIS_URL,
+    "KEY_PREFIX": "throttle",
+    "TIMEOUT": 3600,
+    "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+}
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["chatbot.throttling.UserScopedRateThrottle"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = THROTTLE_RATES

@@ -27,7 +27,7 @@ HISTORY_MESSAGE_CHARS = 400
 MIN_TRIMMED_SOURCE_TOKENS = 24
 CHAT_MESSAGE_OVERHEAD_TOKENS = 8
 
-BASE_STOP = ("\n\n", "\n###", "\nQuestion:", "<source")
+BASE_STOP = ("\n\n", "\n###", "\nQuestion:", "<source", "</source")
 # A base model's answer starts with the source it relies on ("[2] ..." or "[none] ...");
 # the prompt ends with the opening bracket so a citation is always the first thing chosen.
 BASE_ANSWER_PREFIX = "["

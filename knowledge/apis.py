@@ -200,7 +200,7 @@ class DocumentFileApi(APIView):
 
 
 class ChunkDetailApi(APIView):
-    class OutputSerializer(serializers.Serializer):
+    class PassageSerializer(serializers.Serializer):
         chunk_id = serializers.IntegerField()
         document_id = serializers.IntegerField()
         title = serializers.CharField()
@@ -209,19 +209,21 @@ class ChunkDetailApi(APIView):
         position = serializers.IntegerField()
         text = serializers.CharField()
 
-    @extend_schema(responses=OutputSerializer, description="One passage, if in your scope.")
+    @extend_schema(responses=PassageSerializer, description="One passage, if in your scope.")
     def get(self, request, chunk_id: int):
         return Response(
-            self.OutputSerializer(access_chunk(user=request.user, chunk_id=chunk_id)).data
+            self.PassageSerializer(access_chunk(user=request.user, chunk_id=chunk_id)).data
         )
 
 
 class SearchApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    throttle_scope = "search"
+
+    class SearchRequestSerializer(serializers.Serializer):
         query = serializers.CharField(max_length=2000)
         k = serializers.IntegerField(min_value=1, max_value=50, default=5)
 
-    class HitSerializer(serializers.Serializer):
+    class SearchHitSerializer(serializers.Serializer):
         document_id = serializers.IntegerField()
         title = serializers.CharField()
         chunk_id = serializers.IntegerField()
@@ -232,12 +234,12 @@ class SearchApi(APIView):
         score = serializers.FloatField()
 
     @extend_schema(
-        request=InputSerializer,
-        responses={200: HitSerializer(many=True)},
+        request=SearchRequestSerializer,
+        responses={200: SearchHitSerializer(many=True)},
         description="Hybrid search over the chunks the caller's roles may see.",
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.SearchRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         hits = chunk_search(user=request.user, **data.validated_data)
-        return Response({"results": self.HitSerializer(hits, many=True).data})
+        return Response({"results": self.SearchHitSerializer(hits, many=True).data})

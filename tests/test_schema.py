@@ -50,3 +50,10 @@ def test_healthz_names_what_is_down(client, settings):
     assert response.status_code == 503
     assert response.json()["inference"] == "down"
     assert "inference" in response.json()["detail"]
+
+
+def test_schema_generates_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    # Name clashes between components silently produce a wrong schema; fail on any warning.
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yml"))

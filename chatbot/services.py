@@ -1,0 +1,250 @@
+"""Changes to conversations: answering a question (with its audit record) and feedback.
+
+chat_reply_stream is the one way an answer is made for the chat API, the web UI and the
+`ask` command. Retrieval goes through knowledge.selectors.chunk_search (the access choke
+point); only its hits for this user reach the prompt, the answer, the citations and the
+stored conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import Role
+from accounts.selectors import user_role_ids
+from chatbot.models import AnswerAudit, Conversation, Feedback, Message, MessageCitation
+from chatbot.selectors import chunk_content_hashes_unchecked, conversation_history_turns
+from inference.client import InferenceClient, InferenceUnavailable
+from inference.services import (
+    NOT_FOUND_ANSWER,
+    Answer,
+    AnswerEvent,
+    TokenEvent,
+    answer_from_hits,
+)
+from knowledge.models import Chunk, Document
+from knowledge.selectors import chunk_search
+
+logger = logging.getLogger(__name__)
+
+TITLE_CHARS = 80
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """The last event of chat_reply_stream: the stored answer."""
+
+    conversation_id: int
+    message_id: int
+    answer: str
+    citations: list[dict]
+    fallback_used: bool
+    not_found: bool
+    scoped_roles: list[str] = field(default_factory=list)
+
+
+def conversation_title(question: str) -> str:
+    text = " ".join(question.split())
+    if len(text) <= TITLE_CHARS:
+        return text
+    return text[: TITLE_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,;:") + "…"
+
+
+def chat_reply_stream(
+    *, user, question: str, conversation: Conversation | None = None
+) -> Iterator[TokenEvent | ChatReply]:
+    """Answer ``question`` for ``user``: yields TokenEvents, then one ChatReply.
+
+    ``conversation`` must already be the user's own (selectors.access_conversation); None
+    starts a new one. The conversation and both messages are stored only once the answer is
+    complete, in one transaction. An AnswerAudit row is written for every attempt, including
+    ones that fail (InferenceUnavailable is re-raised) or that the client abandons (closing
+    the generator closes the connection to the inference server, which stops generating).
+    """
+    started = time.monotonic()
+    question = question.strip()
+    role_ids = user_role_ids(user=user)
+    history = (
+        conversation_history_turns(user=user, conversation=conversation) if conversation else []
+    )
+    hits = chunk_search(user=user, query=question, k=settings.CHAT_RETRIEVAL_K)
+    retrieval_ms = _elapsed_ms(started)
+    audit = AnswerAudit(
+        user=user,
+        username=user.get_username(),
+        role_ids=role_ids,
+        question=question,
+        conversation=conversation,
+        retrieved=_retrieved(hits),
+        retrieval_ms=retrieval_ms,
+        outcome=AnswerAudit.Outcome.CANCELLED,
+    )
+    answer: Answer | None = None
+    try:
+        events = answer_from_hits(
+            question=question,
+            hits=hits,
+            history=history,
+            client=InferenceClient(base_url=settings.INFERENCE_URL),
+            started=started,
+        )
+        # closing(): a client that goes away closes this generator, which must close the
+        # HTTP stream from the inference server at once (that stops the generation there).
+        with closing(events):
+            for event in events:
+                if isinstance(event, AnswerEvent):
+                    answer = event.answer
+                else:
+                    if audit.first_token_ms is None:
+                        audit.first_token_ms = _elapsed_ms(started)
+                    yield event
+    except InferenceUnavailable as exc:
+        audit.outcome, audit.error = AnswerAudit.Outcome.UNAVAILABLE, str(exc)
+        raise
+    except Exception as exc:
+        audit.outcome, audit.error = AnswerAudit.Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if answer is None:
+            audit.total_ms = _elapsed_ms(started)
+            audit.save()
+    yield _store_answer(
+        user=user,
+        question=question,
+        conversation=conversation,
+        answer=answer,
+        scores={hit.chunk_id: hit.score for hit in hits},
+        role_ids=role_ids,
+        audit=audit,
+        started=started,
+    )
+
+
+def chat_reply(*, user, question: str, conversation: Conversation | None = None) -> ChatReply:
+    for event in chat_reply_stream(user=user, question=question, conversation=conversation):
+        if isinstance(event, ChatReply):
+            return event
+    raise AssertionError("chat_reply_stream ended without a reply")
+
+
+@transaction.atomic
+def _store_answer(
+    *,
+    user,
+    question: str,
+    conversation: Conversation | None,
+    answer: Answer,
+    scores: dict[int, float],
+    role_ids: list[int],
+    audit: AnswerAudit,
+    started: float,
+) -> ChatReply:
+    if conversation is None:
+        conversation = Conversation.objects.create(owner=user, title=conversation_title(question))
+    else:
+        conversation.save(update_fields=["updated_at"])
+    not_found = not answer.sources_shown and answer.text == NOT_FOUND_ANSWER
+    scoped_roles = list(
+        Role.objects.filter(pk__in=role_ids).order_by("name").values_list("name", flat=True)
+    )
+    Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
+    message = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        text=answer.text,
+        model=answer.model,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        latency_ms=answer.latency_ms,
+        fallback_used=answer.fallback_used,
+        not_found=not_found,
+        scoped_roles=scoped_roles,
+    )
+    # A chunk replaced by re-ingestion since retrieval keeps its id but loses the link.
+    live_chunks = set(
+        Chunk.objects.filter(pk__in=[c.chunk_id for c in answer.citations]).values_list(
+            "id", flat=True
+        )
+    )
+    live_documents = set(
+        Document.objects.filter(pk__in=[c.document_id for c in answer.citations]).values_list(
+            "id", flat=True
+        )
+    )
+    MessageCitation.objects.bulk_create(
+        MessageCitation(
+            message=message,
+            index=c.index,
+            chunk_id=c.chunk_id if c.chunk_id in live_chunks else None,
+            cited_chunk_id=c.chunk_id,
+            document_id=c.document_id if c.document_id in live_documents else None,
+            cited_document_id=c.document_id,
+            title=c.title,
+            snippet=c.snippet,
+            score=scores.get(c.chunk_id, 0.0),
+        )
+        for c in answer.citations
+    )
+    audit.conversation = conversation
+    audit.message = message
+    audit.shown_chunk_ids = list(answer.sources_shown)
+    audit.model = answer.model
+    audit.outcome = AnswerAudit.Outcome.NOT_FOUND if not_found else AnswerAudit.Outcome.ANSWERED
+    audit.prompt_tokens = answer.prompt_tokens
+    audit.completion_tokens = answer.completion_tokens
+    audit.fallback_used = answer.fallback_used
+    audit.total_ms = _elapsed_ms(started)
+    audit.save()
+    return ChatReply(
+        conversation_id=conversation.pk,
+        message_id=message.pk,
+        answer=answer.text,
+        citations=[
+            {
+                "index": c.index,
+                "document_id": c.document_id,
+                "title": c.title,
+                "chunk_id": c.chunk_id,
+                "snippet": c.snippet,
+            }
+            for c in answer.citations
+        ],
+        fallback_used=answer.fallback_used,
+        not_found=not_found,
+        scoped_roles=scoped_roles,
+    )
+
+
+def _retrieved(hits) -> list[dict]:
+    hashes = chunk_content_hashes_unchecked(chunk_ids=[hit.chunk_id for hit in hits])
+    return [
+        {
+            "rank": rank,
+            "chunk_id": hit.chunk_id,
+            "document_id": hit.document_id,
+            "content_hash": hashes.get(hit.chunk_id, ""),
+            "score": hit.score,
+        }
+        for rank, hit in enumerate(hits, start=1)
+    ]
+
+
+def feedback_set(
+    *, user, message: Message, rating: str, comment: str = ""
+) -> tuple[Feedback, bool]:
+    """The user's one rating of an answer, created or replaced. ``message`` must come from
+    selectors.access_message (the user's own answer)."""
+    return Feedback.objects.update_or_create(
+        message=message, user=user, defaults={"rating": rating, "comment": comment.strip()}
+    )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

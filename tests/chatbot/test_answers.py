@@ -1,0 +1,98 @@
+"""Answers from the real default model on CPU, through the real inference server."""
+
+import pytest
+
+from chatbot.models import AnswerAudit, Message
+from knowledge.models import Chunk
+from knowledge.selectors import chunk_search
+from tests import factories
+from tests.chatbot.conftest import parse_events
+
+pytestmark = [pytest.mark.django_db, pytest.mark.model]
+
+QUESTION = "How much is reimbursed per night for a hotel in London?"
+
+
+@pytest.fixture
+def traveller():
+    staff = factories.role("staff")
+    factories.indexed_document(
+        title="Travel policy",
+        text="Hotel costs are reimbursed up to 140 EUR per night in Germany "
+        "and 180 EUR per night in London. Breakfast is included.",
+        roles=[staff],
+    )
+    factories.indexed_document(
+        title="Expense rules",
+        text="Receipts must be submitted within 30 days of the trip.",
+        roles=[staff],
+    )
+    return factories.user(roles=[staff])
+
+
+def assert_valid_citations(citations, user):
+    """Each citation names a passage the user may open, with its true document and title."""
+    assert citations, "an answer from the sources cites them"
+    for citation in citations:
+        chunk = Chunk.objects.select_related("document").get(pk=citation["chunk_id"])
+        assert citation["document_id"] == chunk.document_id
+        assert citation["title"] == chunk.document.title
+        assert citation["snippet"] and citation["snippet"].rstrip("…") in chunk.text
+        client = factories.api_client(user)
+        assert client.get(f"/api/v1/chunks/{chunk.id}/").status_code == 200
+
+
+def test_a_json_answer_is_cited_stored_and_audited_with_the_exact_chunks(answering, traveller):
+    client = factories.api_client(traveller)
+
+    response = client.post("/api/v1/chat/", {"message": QUESTION}, format="json")
+
+    body = response.json()
+    assert response.status_code == 200, body
+    assert "180" in body["answer"]
+    assert_valid_citations(body["citations"], traveller)
+    assert "[1]" in body["answer"] or body["fallback_used"]
+    message = Message.objects.get(pk=body["message_id"])
+    assert message.text == body["answer"] and message.model == "gemma3-270m"
+    assert message.prompt_tokens > 0 and message.latency_ms > 0
+    stored = [(c.index, c.cited_chunk_id, c.cited_document_id) for c in message.citations.all()]
+    assert stored == [(c["index"], c["chunk_id"], c["document_id"]) for c in body["citations"]]
+
+    audit = AnswerAudit.objects.get()
+    expected = chunk_search(user=traveller, query=QUESTION, k=5)
+    assert [r["chunk_id"] for r in audit.retrieved] == [h.chunk_id for h in expected]
+    assert [r["score"] for r in audit.retrieved] == [h.score for h in expected]
+    hashes = dict(Chunk.objects.values_list("id", "content_hash"))
+    assert all(r["content_hash"] == hashes[r["chunk_id"]] for r in audit.retrieved)
+    assert set(audit.shown_chunk_ids) <= {h.chunk_id for h in expected}
+    assert {c["chunk_id"] for c in body["citations"]} <= set(audit.shown_chunk_ids)
+    assert audit.role_ids == list(traveller.roles.values_list("id", flat=True))
+    assert audit.message_id == message.id and audit.outcome == "answered"
+    assert audit.model == "gemma3-270m" and audit.first_token_ms is not None
+    assert audit.question == QUESTION and audit.username == traveller.username
+
+
+def test_a_streamed_answer_sends_tokens_then_citations_then_done(answering, traveller):
+    client = factories.api_client(traveller)
+    first = client.post("/api/v1/chat/", {"message": "Is breakfast included?"}, format="json")
+    conversation_id = first.json()["conversation_id"]
+
+    response = client.post(
+        "/api/v1/chat/",
+        {"message": QUESTION, "conversation_id": conversation_id, "stream": True},
+        format="json",
+    )
+
+    events = parse_events(response)
+    names = [name for name, _ in events]
+    assert names[-2:] == ["citations", "done"] and set(names[:-2]) == {"token"}
+    assert len(names) > 3, "tokens arrive one by one"
+    citations, done = events[-2][1]["citations"], events[-1][1]
+    assert_valid_citations(citations, traveller)
+    assert done["conversation_id"] == conversation_id  # a follow-up in the same conversation
+    message = Message.objects.get(pk=done["message_id"])
+    assert message.text == done["answer"] and "180" in done["answer"]
+    assert [c.cited_chunk_id for c in message.citations.all()] == [c["chunk_id"] for c in citations]
+    history = client.get(f"/api/v1/conversations/{conversation_id}/").json()["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+    assert history[3]["citations"] == [{**c, "available": True} for c in citations]
