@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -231,7 +232,10 @@ def run_case(corpus, user, role_ids, queries, visible):
             lat["naive"].append(ms)
             rows["naive"].append(len(naive))
             recall["naive"].append(len(set(naive) & set(truth)) / max(1, len(truth)))
-            with override_settings(RETRIEVAL_EXACT_THRESHOLD=10**12):
+            with (
+                override_settings(RETRIEVAL_EXACT_THRESHOLD=10**12),
+                mock.patch.object(selectors, "HNSW_MIN_SELECTIVITY", 2.0),
+            ):
                 (ehits, _), ms = timed(
                     lambda text=text: selectors.chunk_search_with_plan(user=user, query=text, k=K)
                 )
