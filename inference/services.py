@@ -7,6 +7,7 @@ is down or not ready, QuestionTooLong when the question alone exceeds the prompt
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -127,10 +128,22 @@ def answer_from_hits(
     )
 
 
+# Below this cosine similarity to the question a passage is unrelated to it (MiniLM scores
+# unrelated text around 0.0-0.25; the demo's answering passages score 0.41-0.77).
+MIN_SIMILARITY = float(os.environ.get("ANSWER_MIN_SIMILARITY", "0.25"))
+
+
 def relevant_hits(hits: Sequence[Any]) -> list[Any]:
     """Hits worth showing the model. Retrieval already ranks within the user's scope; a
-    hit with no text or a non-positive fused score carries nothing to answer from."""
-    return [hit for hit in hits if (hit.text or "").strip() and getattr(hit, "score", 1) > 0]
+    hit with no text, a non-positive fused score, or a similarity to the question below
+    MIN_SIMILARITY carries nothing to answer from."""
+    return [
+        hit
+        for hit in hits
+        if (hit.text or "").strip()
+        and getattr(hit, "score", 1) > 0
+        and (getattr(hit, "similarity", None) is None or hit.similarity >= MIN_SIMILARITY)
+    ]
 
 
 def _start(client: InferenceClient, prompt: Prompt) -> CompletionStream:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.core.cache import cache
@@ -36,6 +36,8 @@ class SearchHit:
     page: int | None
     position: int
     score: float
+    # Cosine similarity of the chunk to the query (1 = same direction), whichever leg found it.
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,9 @@ def chunk_search_with_plan(
             vector_rows = _vector_leg(cursor, vector=vector, role_ids=role_ids, n=n, exact=True)
             plan = SearchPlan("hnsw+exact-fallback", plan.visible_estimate, plan.ef_search)
         text_rows = [] if vector_only else _text_leg(cursor, text=query, role_ids=role_ids, n=n)
-    hits = _fuse(vector_rows, text_rows, k=k)
+        hits = _fuse(vector_rows, text_rows, k=k)
+        distances = {row[0]: row[-1] for row in vector_rows}
+        hits = _with_similarity(cursor, hits, distances=distances, vector=vector)
     allowed = set(role_ids)
     for row in (*vector_rows, *text_rows):
         if not allowed.intersection(row[7]):
@@ -263,6 +267,17 @@ def chunk_search_with_plan(
 
 def chunk_search(*, user, query: str, k: int = 5) -> list[SearchHit]:
     return chunk_search_with_plan(user=user, query=query, k=k)[0]
+
+
+def _with_similarity(cursor, hits, *, distances: dict[int, float], vector: str):
+    missing = [h.chunk_id for h in hits if h.chunk_id not in distances]
+    if missing:  # found by the text leg only: a k-row lookup, no scan
+        cursor.execute(
+            "SELECT id, embedding <=> %s::vector FROM knowledge_chunk WHERE id = ANY(%s)",
+            [vector, missing],
+        )
+        distances = {**distances, **dict(cursor.fetchall())}
+    return [replace(h, similarity=round(1 - distances[h.chunk_id], 4)) for h in hits]
 
 
 def _fuse(vector_rows: list[tuple], text_rows: list[tuple], *, k: int) -> list[SearchHit]:

@@ -21,6 +21,7 @@ class Hit:
     page: int | None = None
     position: int = 0
     score: float = 0.03
+    similarity: float | None = None
 
 
 HOTEL_HITS = [
@@ -74,6 +75,27 @@ def test_no_hits_answers_without_calling_the_model(counter):
     assert [type(e) for e in events] == [AnswerEvent]
     assert events[0].answer.text == NOT_FOUND_ANSWER
     assert events[0].answer.citations == [] and events[0].answer.sources_shown == []
+
+
+def test_only_unrelated_hits_answer_not_found_without_calling_the_model(counter):
+    client = InferenceClient(base_url="http://127.0.0.1:9", retries=0)
+    unrelated = [
+        Hit(21, 3, "Canteen menu", "Soup of the day is tomato.", similarity=0.08),
+        Hit(22, 3, "Canteen menu", "The canteen opens at noon.", similarity=0.12),
+    ]
+
+    events = list(
+        answer_from_hits(
+            question="What torque applies to the propeller bolts?",
+            hits=unrelated,
+            client=client,
+            counter=counter,
+            kind="base",
+        )
+    )
+
+    assert [type(e) for e in events] == [AnswerEvent]
+    assert events[0].answer.text == NOT_FOUND_ANSWER
 
 
 def test_server_streams_honours_stop_strings_and_counts_tokens(inference_url):

@@ -128,3 +128,14 @@ def test_hnsw_plan_returns_min_k_visible_rows():
     hits, plan = chunk_search_with_plan(user=factories.user(roles=[role]), query="policy", k=7)
     assert len(hits) == 7
     assert plan.name.startswith("hnsw")
+
+
+def test_hits_carry_their_similarity_to_the_question():
+    role = factories.role("ops")
+    factories.indexed_document(
+        title="Torque", text="Tighten the propeller blade bolts to 85 Nm.", roles=[role]
+    )
+    factories.indexed_document(title="Menu", text="Soup of the day is tomato.", roles=[role])
+    hits = chunk_search(user=factories.user(roles=[role]), query="propeller blade bolt torque", k=5)
+    by_title = {h.title: h.similarity for h in hits}
+    assert by_title["Torque"] > 0.5 > by_title["Menu"]
