@@ -11,6 +11,8 @@ import psutil
 import pytest
 from django.core.cache import cache
 
+from tests.processes import stop_process
+
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
@@ -49,12 +51,8 @@ class CeleryWorker:
         return psutil.Process(self.process.pid).children(recursive=True)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        if self.process:
+            stop_process(self.process)
         self.log.close()
 
     def restart(self) -> None:
@@ -142,12 +140,7 @@ def inference_url(model_dir, tmp_path_factory):
         _wait_until_ready(url, process, log_path)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen, log_path: Path) -> None:
