@@ -8,10 +8,9 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
-from accounts.selectors import user_role_ids
 from chatbot.models import Conversation, Feedback, Message, MessageCitation
-from knowledge.models import Chunk, DocumentRole
-from knowledge.selectors import visible_chunk_ids
+from knowledge.models import Chunk
+from knowledge.selectors import document_list_for_user, visible_chunk_ids
 
 REDACTED_ANSWER = (
     "This answer drew on documents you can no longer access, so it is hidden. "
@@ -138,14 +137,10 @@ def conversation_messages_for_user(*, user, conversation: Conversation) -> list[
 
 
 def _visible_document_ids(*, user, document_ids: set[int]) -> set[int]:
-    role_ids = user_role_ids(user=user)
-    if not role_ids or not document_ids:
+    if not document_ids:
         return set()
-    return set(
-        DocumentRole.objects.filter(document_id__in=document_ids, role_id__in=role_ids)
-        .values_list("document_id", flat=True)
-        .distinct()
-    )
+    visible = document_list_for_user(user=user).filter(pk__in=document_ids)
+    return set(visible.values_list("pk", flat=True))
 
 
 def conversation_history_turns(*, user, conversation: Conversation) -> list[dict]:

@@ -199,21 +199,24 @@ class DocumentFileApi(APIView):
         )
 
 
-class ChunkDetailApi(APIView):
-    class PassageSerializer(serializers.Serializer):
-        chunk_id = serializers.IntegerField()
-        document_id = serializers.IntegerField()
-        title = serializers.CharField()
-        heading = serializers.CharField()
-        page = serializers.IntegerField(allow_null=True)
-        position = serializers.IntegerField()
-        text = serializers.CharField()
+class PassageSerializer(serializers.Serializer):
+    chunk_id = serializers.IntegerField()
+    document_id = serializers.IntegerField()
+    title = serializers.CharField()
+    heading = serializers.CharField()
+    page = serializers.IntegerField(allow_null=True)
+    position = serializers.IntegerField()
+    text = serializers.CharField()
 
+
+class SearchHitSerializer(PassageSerializer):
+    score = serializers.FloatField()
+
+
+class ChunkDetailApi(APIView):
     @extend_schema(responses=PassageSerializer, description="One passage, if in your scope.")
     def get(self, request, chunk_id: int):
-        return Response(
-            self.PassageSerializer(access_chunk(user=request.user, chunk_id=chunk_id)).data
-        )
+        return Response(PassageSerializer(access_chunk(user=request.user, chunk_id=chunk_id)).data)
 
 
 class SearchApi(APIView):
@@ -222,16 +225,6 @@ class SearchApi(APIView):
     class SearchRequestSerializer(serializers.Serializer):
         query = serializers.CharField(max_length=2000)
         k = serializers.IntegerField(min_value=1, max_value=50, default=5)
-
-    class SearchHitSerializer(serializers.Serializer):
-        document_id = serializers.IntegerField()
-        title = serializers.CharField()
-        chunk_id = serializers.IntegerField()
-        text = serializers.CharField()
-        heading = serializers.CharField()
-        page = serializers.IntegerField(allow_null=True)
-        position = serializers.IntegerField()
-        score = serializers.FloatField()
 
     @extend_schema(
         request=SearchRequestSerializer,
@@ -242,4 +235,4 @@ class SearchApi(APIView):
         data = self.SearchRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         hits = chunk_search(user=request.user, **data.validated_data)
-        return Response({"results": self.SearchHitSerializer(hits, many=True).data})
+        return Response({"results": SearchHitSerializer(hits, many=True).data})
