@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from knowledge import demo
@@ -28,6 +32,30 @@ def parse_error(data: bytes, filename: str, **kwargs) -> str:
     with pytest.raises(ParseError) as caught:
         parse_document(data=data, filename=filename, **kwargs)
     return str(caught.value)
+
+
+# --- registry ----------------------------------------------------------------------------
+
+_HEAVY_PARSER_LIBRARIES = ("bs4", "markdown_it", "charset_normalizer", "pypdf", "docx")
+
+
+def test_importing_the_package_loads_no_parser_library():
+    # A fresh interpreter: this test session has long since imported them all.
+    code = (
+        "import sys\n"
+        "from knowledge.ingestion.parsers import kind_from_extension\n"
+        "assert kind_from_extension('a.pdf') == 'pdf'\n"
+        f"print([name for name in {_HEAVY_PARSER_LIBRARIES!r} if name in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert result.stdout.strip() == "[]"
 
 
 # --- PDF ---------------------------------------------------------------------------------
