@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 install: $(VENV)/.installed
 
 run: install
-	$(PY) -m chatbot.stack
+	$(PY) -m config.stack
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -4,8 +4,8 @@ import sys
 
 
 def main():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
-    from chatbot.embedded import configure_environment
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from config.embedded import configure_environment
 
     configure_environment()
     from django.core.management import execute_from_command_line

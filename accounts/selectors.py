@@ -1,20 +1,48 @@
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
 from accounts.models import Role, User
 
+_MINTED_HERE = object()
 
-def user_role_ids(*, user: User) -> list[int]:
-    """The user's role ids, read fresh from the database on every call.
 
-    Never cached: a role change must apply to the very next request. Inactive or anonymous
-    users hold no roles.
+@dataclass(frozen=True)
+class Scope:
+    """Who is asking and the roles they hold, read once at the start of a request.
+
+    Retrieval, history re-checks, citations and the audit record of one request all take
+    the same Scope, so they all use one role set. Only ``user_scope`` makes one.
+    """
+
+    user_id: int | None
+    role_ids: tuple[int, ...]
+    role_names: tuple[str, ...]
+    _minted_by: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self._minted_by is not _MINTED_HERE:
+            raise TypeError("a Scope comes only from accounts.selectors.user_scope")
+
+    def __bool__(self) -> bool:
+        return bool(self.role_ids)
+
+
+def user_scope(*, user: User) -> Scope:
+    """The user's roles, read fresh from the database: the one reader of a user's roles.
+
+    Never cached across requests: a role change applies to the very next request. Inactive
+    or anonymous users hold no roles.
     """
     if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return []
-    return sorted(
-        User.roles.through.objects.filter(user_id=user.pk).values_list("role_id", flat=True)
+        return Scope(user_id=None, role_ids=(), role_names=(), _minted_by=_MINTED_HERE)
+    roles = list(Role.objects.filter(users=user).order_by("pk").values_list("pk", "name"))
+    return Scope(
+        user_id=user.pk,
+        role_ids=tuple(pk for pk, _ in roles),
+        role_names=tuple(sorted(name for _, name in roles)),
+        _minted_by=_MINTED_HERE,
     )
 
 

@@ -24,7 +24,7 @@ def role_update(*, role: Role, name: str | None = None, description: str | None 
 @transaction.atomic
 def role_delete(*, role: Role) -> None:
     """Delete a role. Chunks of documents that lose it are re-scoped in the same transaction."""
-    from knowledge.services import documents_refresh_allowed_roles
+    from knowledge.index import documents_refresh_allowed_roles
 
     document_ids = list(role.documents.values_list("id", flat=True))
     role.delete()

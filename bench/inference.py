@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
+from chatbot.answering.prompts import Source, build_prompt, token_counter
 from inference.client import InferenceClient
 from inference.prepare import prepared_model_dir
-from inference.prompts import Source, build_prompt, token_counter
 
 TARGET_PROMPT_TOKENS = 800
 SENTENCES = [

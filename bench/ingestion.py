@@ -67,7 +67,7 @@ def render(kind: str, sections: list[tuple[str, str]]) -> bytes:
 
 
 def start_stack() -> Path:
-    from chatbot import embedded
+    from config import embedded
 
     root = Path(tempfile.mkdtemp(prefix="chatbot-bench-"))
     os.environ["DATA_DIR"] = str(root)
@@ -75,7 +75,7 @@ def start_stack() -> Path:
     os.environ["REDIS_URL"] = embedded.start_redis(
         root=root, port=embedded.free_port(), persist=False
     )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
@@ -117,7 +117,7 @@ def main():
 
         log = open(root / "worker.log", "wb")  # noqa: SIM115
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "chatbot", "worker", "-Q", "ingest",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "ingest",
              "-c", "1", "-l", "warning", "--without-gossip", "--without-mingle"],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
@@ -166,7 +166,7 @@ def main():
         from django.db import connections
 
         connections.close_all()
-        from chatbot import embedded
+        from config import embedded
 
         embedded.stop_redis(root=root)
         embedded.stop_postgres(root=root)

@@ -40,7 +40,7 @@ DIM = 384
 def start_database() -> Path | None:
     if os.environ.get("DATABASE_URL"):
         return None
-    from chatbot import embedded
+    from config import embedded
 
     root = Path(tempfile.mkdtemp(prefix="chatbot-bench-"))
     os.environ["DATA_DIR"] = str(root)
@@ -50,7 +50,7 @@ def start_database() -> Path | None:
 
 
 def setup_django():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
@@ -202,7 +202,9 @@ def run_case(corpus, user, role_ids, queries, visible):
     from django.db import connection
     from django.test import override_settings
 
-    from knowledge import embeddings, selectors
+    from accounts.selectors import user_scope
+    from knowledge import embeddings
+    from knowledge.retrieval import chunk_search_with_plan, planner
 
     lookup = {text: vec for text, vec in queries}
     embeddings.embed_query = lambda text: lookup[text]  # vectors are given: time the SQL
@@ -215,14 +217,16 @@ def run_case(corpus, user, role_ids, queries, visible):
             literal = embeddings.to_pgvector(vec)
             truth = exact_ids(cursor, literal, role_ids, K)
             (hits, plan), ms = timed(
-                lambda text=text: selectors.chunk_search_with_plan(user=user, query=text, k=K)
+                lambda text=text: chunk_search_with_plan(
+                    scope=user_scope(user=user), query=text, k=K
+                )
             )
             lat["ours"].append(ms)
             rows["ours"].append(len(hits))
             plans.add(plan.name)
             (vhits, _), ms = timed(
-                lambda text=text: selectors.chunk_search_with_plan(
-                    user=user, query=text, k=K, vector_only=True
+                lambda text=text: chunk_search_with_plan(
+                    scope=user_scope(user=user), query=text, k=K, vector_only=True
                 )
             )
             lat["ours_vec"].append(ms)
@@ -234,10 +238,12 @@ def run_case(corpus, user, role_ids, queries, visible):
             recall["naive"].append(len(set(naive) & set(truth)) / max(1, len(truth)))
             with (
                 override_settings(RETRIEVAL_EXACT_THRESHOLD=10**12),
-                mock.patch.object(selectors, "HNSW_MIN_SELECTIVITY", 2.0),
+                mock.patch.object(planner, "HNSW_MIN_SELECTIVITY", 2.0),
             ):
                 (ehits, _), ms = timed(
-                    lambda text=text: selectors.chunk_search_with_plan(user=user, query=text, k=K)
+                    lambda text=text: chunk_search_with_plan(
+                        scope=user_scope(user=user), query=text, k=K
+                    )
                 )
             lat["exact"].append(ms)
             rows["exact"].append(len(ehits))
@@ -317,7 +323,7 @@ def main():
             from django.db import connections
 
             connections.close_all()
-            from chatbot import embedded
+            from config import embedded
 
             embedded.stop_postgres(root=root)
             shutil.rmtree(root, ignore_errors=True)

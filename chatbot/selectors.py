@@ -1,4 +1,5 @@
-"""Reads of conversations for their owner. Everything here is scoped to the acting user."""
+"""Reads of conversations for their owner. Everything here is scoped to the acting user;
+citations are re-checked against the request's Scope on every read."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
+from accounts.selectors import Scope
+from chatbot.citations import Citation
 from chatbot.models import Conversation, Feedback, Message, MessageCitation
-from knowledge.models import Chunk
-from knowledge.selectors import document_list_for_user, visible_chunk_ids
+from knowledge.access import visible_chunk_ids, visible_document_ids
 
 REDACTED_ANSWER = (
     "This answer drew on documents you can no longer access, so it is hidden. "
@@ -41,36 +43,12 @@ def access_message(*, user, message_id: int) -> Message:
 
 
 @dataclass(frozen=True)
-class CitationView:
-    index: int
-    available: bool
-    document_id: int | None = None
-    title: str = ""
-    chunk_id: int | None = None
-    snippet: str = ""
-    score: float | None = None
-
-    def as_dict(self) -> dict:
-        """The API shape: an unavailable citation says nothing but its number."""
-        if not self.available:
-            return {"index": self.index, "available": False}
-        return {
-            "index": self.index,
-            "available": True,
-            "document_id": self.document_id,
-            "title": self.title,
-            "chunk_id": self.chunk_id,
-            "snippet": self.snippet,
-        }
-
-
-@dataclass(frozen=True)
 class MessageView:
     id: int
     role: str
     text: str
     created_at: object
-    citations: list[CitationView] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
     model: str = ""
     fallback_used: bool = False
     not_found: bool = False
@@ -79,40 +57,30 @@ class MessageView:
     feedback: dict | None = None
 
 
-def conversation_messages_for_user(*, user, conversation: Conversation) -> list[MessageView]:
-    """The conversation's messages with every citation re-checked against the user's roles
-    *now*: a passage they can no longer see is reported only as unavailable (no title, no
-    text), and an answer that drew on a document they can no longer see is hidden."""
+def conversation_messages_for_user(
+    *, scope: Scope, conversation: Conversation
+) -> list[MessageView]:
+    """The conversation's messages with every citation re-checked against ``scope`` *now*:
+    a passage it no longer covers is reported only as unavailable (no title, no text), and
+    an answer that drew on a document it no longer covers is hidden.
+
+    ``conversation`` must be the scope's user's own (access_conversation)."""
     messages = list(
         conversation.messages.prefetch_related(
             Prefetch("citations", queryset=MessageCitation.objects.order_by("index")),
-            Prefetch("feedback", queryset=Feedback.objects.filter(user_id=user.pk)),
+            Prefetch("feedback", queryset=Feedback.objects.filter(user_id=scope.user_id)),
         )
     )
     cited = [c for m in messages for c in m.citations.all()]
-    visible = visible_chunk_ids(user=user, chunk_ids=[c.cited_chunk_id for c in cited])
-    visible_documents = _visible_document_ids(
-        user=user, document_ids={c.cited_document_id for c in cited}
+    visible = visible_chunk_ids(scope=scope, chunk_ids=[c.cited_chunk_id for c in cited])
+    visible_documents = visible_document_ids(
+        scope=scope, document_ids={c.cited_document_id for c in cited}
     )
     views = []
     for message in messages:
-        citations = [
-            CitationView(
-                index=c.index,
-                available=True,
-                document_id=c.cited_document_id,
-                title=c.title,
-                chunk_id=c.cited_chunk_id,
-                snippet=c.snippet,
-                score=c.score,
-            )
-            if c.cited_chunk_id in visible
-            else CitationView(index=c.index, available=False)
-            for c in message.citations.all()
-        ]
-        redacted = any(
-            c.cited_document_id not in visible_documents for c in message.citations.all()
-        )
+        stored = [_citation(c) for c in message.citations.all()]
+        citations = [c if c.chunk_id in visible else c.withheld() for c in stored]
+        redacted = any(c.document_id not in visible_documents for c in stored)
         own_feedback = next(iter(message.feedback.all()), None)
         views.append(
             MessageView(
@@ -136,27 +104,25 @@ def conversation_messages_for_user(*, user, conversation: Conversation) -> list[
     return views
 
 
-def _visible_document_ids(*, user, document_ids: set[int]) -> set[int]:
-    if not document_ids:
-        return set()
-    visible = document_list_for_user(user=user).filter(pk__in=document_ids)
-    return set(visible.values_list("pk", flat=True))
+def _citation(stored: MessageCitation) -> Citation:
+    return Citation(
+        index=stored.index,
+        document_id=stored.cited_document_id,
+        title=stored.title,
+        chunk_id=stored.cited_chunk_id,
+        snippet=stored.snippet,
+        score=stored.score,
+    )
 
 
-def conversation_history_turns(*, user, conversation: Conversation) -> list[dict]:
+def conversation_history_turns(*, scope: Scope, conversation: Conversation) -> list[dict]:
     """The recent turns to give the model for a follow-up, oldest first, as
-    {"role", "content"} dicts. Answers that drew on documents the user can no longer see are
+    {"role", "content"} dicts. Answers that drew on documents the scope no longer covers are
     left out, so revoked text never returns to a prompt."""
     limit = settings.CHAT_HISTORY_MESSAGES
-    recent = conversation_messages_for_user(user=user, conversation=conversation)[-limit:]
+    recent = conversation_messages_for_user(scope=scope, conversation=conversation)[-limit:]
     return [
         {"role": m.role, "content": m.text}
         for m in recent
         if not m.redacted and not m.not_found and m.text.strip()
     ]
-
-
-def chunk_content_hashes_unchecked(*, chunk_ids: list[int]) -> dict[int, str]:
-    """Content hashes for the audit trail only; never returned to a user. The ids come
-    from a search already scoped to the user."""
-    return dict(Chunk.objects.filter(pk__in=chunk_ids).values_list("id", "content_hash"))

@@ -1,9 +1,9 @@
 """Changes to conversations: answering a question (with its audit record) and feedback.
 
 chat_reply_stream is the one way an answer is made for the chat API, the web UI and the
-`ask` command. Retrieval goes through knowledge.selectors.chunk_search (the access choke
-point); only its hits for this user reach the prompt, the answer, the citations and the
-stored conversation.
+`ask` command. Retrieval goes through knowledge.retrieval.chunk_search (the access choke
+point) with the request's Scope; only its hits reach the prompt, the answer, the citations
+and the stored conversation, and the audit record names that same scope.
 """
 
 from __future__ import annotations
@@ -17,20 +17,26 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 
-from accounts.models import Role
-from accounts.selectors import user_role_ids
-from chatbot.models import AnswerAudit, Conversation, Feedback, Message, MessageCitation
-from chatbot.selectors import chunk_content_hashes_unchecked, conversation_history_turns
-from inference.client import InferenceClient, InferenceUnavailable
-from inference.services import (
+from accounts.selectors import Scope
+from chatbot.answering.compose import (
     NOT_FOUND_ANSWER,
     Answer,
     AnswerEvent,
     TokenEvent,
     answer_from_hits,
+    elapsed_ms,
+    inference_client,
 )
-from knowledge.models import Chunk, Document
-from knowledge.selectors import chunk_search
+from chatbot.citations import Citation
+from chatbot.models import AnswerAudit, Conversation, Feedback, Message, MessageCitation
+from chatbot.selectors import conversation_history_turns
+from inference.client import InferenceUnavailable
+from knowledge.retrieval import SearchHit, chunk_search
+from knowledge.selectors import (
+    chunk_content_hashes_unchecked,
+    existing_chunk_ids,
+    existing_document_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +50,7 @@ class ChatReply:
     conversation_id: int
     message_id: int
     answer: str
-    citations: list[dict]
+    citations: list[Citation]
     fallback_used: bool
     not_found: bool
     scoped_roles: list[str] = field(default_factory=list)
@@ -58,9 +64,10 @@ def conversation_title(question: str) -> str:
 
 
 def chat_reply_stream(
-    *, user, question: str, conversation: Conversation | None = None
+    *, user, scope: Scope, question: str, conversation: Conversation | None = None
 ) -> Iterator[TokenEvent | ChatReply]:
-    """Answer ``question`` for ``user``: yields TokenEvents, then one ChatReply.
+    """Answer ``question`` for ``user`` within ``scope`` (user_scope of that same user):
+    yields TokenEvents, then one ChatReply.
 
     ``conversation`` must already be the user's own (selectors.access_conversation); None
     starts a new one. The conversation and both messages are stored only once the answer is
@@ -68,22 +75,22 @@ def chat_reply_stream(
     ones that fail (InferenceUnavailable is re-raised) or that the client abandons (closing
     the generator closes the connection to the inference server, which stops generating).
     """
+    if scope.user_id != user.pk:
+        raise ValueError("the scope must be the asking user's own")
     started = time.monotonic()
     question = question.strip()
-    role_ids = user_role_ids(user=user)
     history = (
-        conversation_history_turns(user=user, conversation=conversation) if conversation else []
+        conversation_history_turns(scope=scope, conversation=conversation) if conversation else []
     )
-    hits = chunk_search(user=user, query=question, k=settings.CHAT_RETRIEVAL_K)
-    retrieval_ms = _elapsed_ms(started)
+    hits = chunk_search(scope=scope, query=question, k=settings.CHAT_RETRIEVAL_K)
     audit = AnswerAudit(
         user=user,
         username=user.get_username(),
-        role_ids=role_ids,
+        role_ids=list(scope.role_ids),
         question=question,
         conversation=conversation,
         retrieved=_retrieved(hits),
-        retrieval_ms=retrieval_ms,
+        retrieval_ms=elapsed_ms(started),
         outcome=AnswerAudit.Outcome.CANCELLED,
     )
     answer: Answer | None = None
@@ -92,7 +99,7 @@ def chat_reply_stream(
             question=question,
             hits=hits,
             history=history,
-            client=InferenceClient(base_url=settings.INFERENCE_URL),
+            client=inference_client(),
             started=started,
         )
         # closing(): a client that goes away closes this generator, which must close the
@@ -103,7 +110,7 @@ def chat_reply_stream(
                     answer = event.answer
                 else:
                     if audit.first_token_ms is None:
-                        audit.first_token_ms = _elapsed_ms(started)
+                        audit.first_token_ms = elapsed_ms(started)
                     yield event
     except InferenceUnavailable as exc:
         audit.outcome, audit.error = AnswerAudit.Outcome.UNAVAILABLE, str(exc)
@@ -113,22 +120,25 @@ def chat_reply_stream(
         raise
     finally:
         if answer is None:
-            audit.total_ms = _elapsed_ms(started)
+            audit.total_ms = elapsed_ms(started)
             audit.save()
     yield _store_answer(
         user=user,
+        scope=scope,
         question=question,
         conversation=conversation,
         answer=answer,
-        scores={hit.chunk_id: hit.score for hit in hits},
-        role_ids=role_ids,
         audit=audit,
         started=started,
     )
 
 
-def chat_reply(*, user, question: str, conversation: Conversation | None = None) -> ChatReply:
-    for event in chat_reply_stream(user=user, question=question, conversation=conversation):
+def chat_reply(
+    *, user, scope: Scope, question: str, conversation: Conversation | None = None
+) -> ChatReply:
+    for event in chat_reply_stream(
+        user=user, scope=scope, question=question, conversation=conversation
+    ):
         if isinstance(event, ChatReply):
             return event
     raise AssertionError("chat_reply_stream ended without a reply")
@@ -138,11 +148,10 @@ def chat_reply(*, user, question: str, conversation: Conversation | None = None)
 def _store_answer(
     *,
     user,
+    scope: Scope,
     question: str,
     conversation: Conversation | None,
     answer: Answer,
-    scores: dict[int, float],
-    role_ids: list[int],
     audit: AnswerAudit,
     started: float,
 ) -> ChatReply:
@@ -151,9 +160,7 @@ def _store_answer(
     else:
         conversation.save(update_fields=["updated_at"])
     not_found = not answer.sources_shown and answer.text == NOT_FOUND_ANSWER
-    scoped_roles = list(
-        Role.objects.filter(pk__in=role_ids).order_by("name").values_list("name", flat=True)
-    )
+    scoped_roles = list(scope.role_names)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
     message = Message.objects.create(
         conversation=conversation,
@@ -168,16 +175,8 @@ def _store_answer(
         scoped_roles=scoped_roles,
     )
     # A chunk replaced by re-ingestion since retrieval keeps its id but loses the link.
-    live_chunks = set(
-        Chunk.objects.filter(pk__in=[c.chunk_id for c in answer.citations]).values_list(
-            "id", flat=True
-        )
-    )
-    live_documents = set(
-        Document.objects.filter(pk__in=[c.document_id for c in answer.citations]).values_list(
-            "id", flat=True
-        )
-    )
+    live_chunks = existing_chunk_ids(chunk_ids=[c.chunk_id for c in answer.citations])
+    live_documents = existing_document_ids(document_ids=[c.document_id for c in answer.citations])
     MessageCitation.objects.bulk_create(
         MessageCitation(
             message=message,
@@ -188,7 +187,7 @@ def _store_answer(
             cited_document_id=c.document_id,
             title=c.title,
             snippet=c.snippet,
-            score=scores.get(c.chunk_id, 0.0),
+            score=c.score,
         )
         for c in answer.citations
     )
@@ -200,29 +199,20 @@ def _store_answer(
     audit.prompt_tokens = answer.prompt_tokens
     audit.completion_tokens = answer.completion_tokens
     audit.fallback_used = answer.fallback_used
-    audit.total_ms = _elapsed_ms(started)
+    audit.total_ms = elapsed_ms(started)
     audit.save()
     return ChatReply(
         conversation_id=conversation.pk,
         message_id=message.pk,
         answer=answer.text,
-        citations=[
-            {
-                "index": c.index,
-                "document_id": c.document_id,
-                "title": c.title,
-                "chunk_id": c.chunk_id,
-                "snippet": c.snippet,
-            }
-            for c in answer.citations
-        ],
+        citations=list(answer.citations),
         fallback_used=answer.fallback_used,
         not_found=not_found,
         scoped_roles=scoped_roles,
     )
 
 
-def _retrieved(hits) -> list[dict]:
+def _retrieved(hits: list[SearchHit]) -> list[dict]:
     hashes = chunk_content_hashes_unchecked(chunk_ids=[hit.chunk_id for hit in hits])
     return [
         {
@@ -244,7 +234,3 @@ def feedback_set(
     return Feedback.objects.update_or_create(
         message=message, user=user, defaults={"rating": rating, "comment": comment.strip()}
     )
-
-
-def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

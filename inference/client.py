@@ -1,12 +1,12 @@
 """A small client for the OpenAI-compatible inference API (ours, vLLM, TGI...).
 
-Importable without Django and without torch: it only speaks HTTP.
+Importable without Django and without torch: it only speaks HTTP. The caller passes the
+server address (the web side takes it from settings).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,12 +39,9 @@ class Completion:
     finish_reason: str = ""
 
 
-def default_base_url() -> str:
-    url = os.environ.get("INFERENCE_URL", "").strip()
-    if not url:
-        url = f"http://127.0.0.1:{os.environ.get('INFERENCE_PORT', '8001')}"
-    url = url.rstrip("/")
-    return url.removesuffix("/v1")
+def normalise_base_url(url: str) -> str:
+    """ "http://gpu-1:8000/v1/" and "http://gpu-1:8000" name the same server."""
+    return url.strip().rstrip("/").removesuffix("/v1")
 
 
 class CompletionStream:
@@ -81,15 +78,15 @@ class InferenceClient:
     def __init__(
         self,
         *,
-        base_url: str | None = None,
-        model: str | None = None,
+        base_url: str,
+        model: str = "default",
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         retries: int = 2,
         backoff_s: float = 0.3,
     ):
-        self.base_url = (base_url or default_base_url()).rstrip("/").removesuffix("/v1")
-        self.model = model or os.environ.get("INFERENCE_MODEL_NAME", "default")
+        self.base_url = normalise_base_url(base_url)
+        self.model = model
         self.retries = retries
         self.backoff_s = backoff_s
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
@@ -132,10 +129,15 @@ class InferenceClient:
         payload = {**body, "messages": list(messages)}
         return CompletionStream(self._sse("/v1/chat/completions", payload))
 
-    def is_ready(self) -> bool:
+    def is_ready(self, *, timeout: float = 1.0) -> bool:
+        """Ready, not merely listening: our server answers /health 200 only once warmed up;
+        other OpenAI-compatible servers (vLLM, TGI) have /health or at least /v1/models."""
         try:
-            with httpx.Client(timeout=self._timeout) as http:
-                return http.get(f"{self.base_url}/health").status_code == 200
+            with httpx.Client(timeout=timeout) as http:
+                response = http.get(f"{self.base_url}/health")
+                if response.status_code == 404:
+                    response = http.get(f"{self.base_url}/v1/models")
+            return response.status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -238,27 +240,3 @@ def _message(body: Any) -> str:
             return str(error)
         return str(body.get("detail", body))
     return str(body)
-
-
-def generate(
-    prompt: str, *, max_tokens: int, stop: Sequence[str] = (), temperature: float = 0
-) -> Completion:
-    return InferenceClient().generate(
-        prompt, max_tokens=max_tokens, stop=stop, temperature=temperature
-    )
-
-
-def stream(
-    prompt: str, *, max_tokens: int, stop: Sequence[str] = (), temperature: float = 0
-) -> CompletionStream:
-    return InferenceClient().stream(
-        prompt, max_tokens=max_tokens, stop=stop, temperature=temperature
-    )
-
-
-def chat(
-    messages: Sequence[dict], *, max_tokens: int, stop: Sequence[str] = (), temperature: float = 0
-) -> Completion:
-    return InferenceClient().chat(
-        messages, max_tokens=max_tokens, stop=stop, temperature=temperature
-    )

@@ -12,7 +12,6 @@ Imports torch and transformers; only the inference process may import this modul
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -180,10 +179,7 @@ class Engine:
     def __init__(self, *, model_dir: Path, max_batch_size: int | None = None):
         self.model_dir = model_dir
         self.device, self.dtype = pick_device()
-        default_batch = 16 if self.device == "cuda" else 4
-        self.max_batch_size = max_batch_size or int(
-            os.environ.get("INFERENCE_MAX_BATCH", default_batch)
-        )
+        self.max_batch_size = max_batch_size or (16 if self.device == "cuda" else 4)
         self._jobs: queue.Queue[Job] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()

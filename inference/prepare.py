@@ -10,9 +10,9 @@ Nothing here downloads anything: every load is local-only.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -20,50 +20,32 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+
+from inference.model_files import (
+    MARKER_FILENAME,
+    MARKER_VERSION,
+    default_model_dir,
+    marker_is_valid,
+    sha256_file,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-DEFAULT_MODEL_DIRNAME = "gemma3-270m"
-MARKER_FILENAME = "prepared.json"
-MARKER_VERSION = 2
-
-ModelKind = Literal["base", "instruct"]
 
 
 class ModelPreparationError(RuntimeError):
     pass
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("DATA_DIR") or "var").expanduser().resolve()
-
-
-def default_model_dir() -> Path:
-    return data_dir() / "models" / DEFAULT_MODEL_DIRNAME
-
-
-def prepared_model_dir() -> Path:
+def prepared_model_dir(*, data_dir: Path, override: str | Path | None = None) -> Path:
     """The directory to load the generator from; converts the default model on first use.
 
+    ``override`` (INFERENCE_MODEL) names a local Hugging Face model directory instead.
     Safe to call from several processes at once: one converts, the others wait for it.
     """
-    override = os.environ.get("INFERENCE_MODEL", "").strip()
     if override:
         return _checked_local_model_dir(Path(override))
-    return ensure_converted(target=default_model_dir(), convert=convert_default_gguf)
-
-
-def locate_model_dir() -> Path | None:
-    """The prepared model directory, or None while it is not prepared. Never converts,
-    never imports torch: safe to call from the web process (for the tokenizer)."""
-    override = os.environ.get("INFERENCE_MODEL", "").strip()
-    if override:
-        path = Path(override).expanduser().resolve()
-        return path if (path / "config.json").is_file() else None
-    target = default_model_dir()
-    return target if marker_is_valid(target) else None
+    return ensure_converted(target=default_model_dir(data_dir), convert=convert_default_gguf)
 
 
 def _checked_local_model_dir(path: Path) -> Path:
@@ -102,62 +84,6 @@ def ensure_converted(*, target: Path, convert: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
     return target
-
-
-def marker_is_valid(model_dir: Path, *, verify_checksums: bool = False) -> bool:
-    """True when ``model_dir`` holds a finished conversion whose files match its marker.
-
-    File sizes are always checked (cheap); sha256 checksums only with ``verify_checksums``.
-    """
-    try:
-        marker = json.loads((model_dir / MARKER_FILENAME).read_text())
-    except (OSError, ValueError):
-        return False
-    if marker.get("version") != MARKER_VERSION or not isinstance(marker.get("files"), dict):
-        return False
-    for name, meta in marker["files"].items():
-        path = model_dir / name
-        try:
-            if path.stat().st_size != meta["size"]:
-                return False
-        except (OSError, KeyError, TypeError):
-            return False
-        if verify_checksums and _sha256_file(path) != meta.get("sha256"):
-            return False
-    return bool(marker["files"])
-
-
-def model_kind(model_dir: Path) -> ModelKind:
-    """``instruct`` when the model has a chat template, else ``base``.
-
-    ``INFERENCE_MODEL_KIND`` (base or instruct) overrides the detection, and a kind recorded
-    in the preparation marker wins over the tokenizer files (the default model's tokenizer
-    carries a chat template although the weights are a base model).
-    """
-    forced = os.environ.get("INFERENCE_MODEL_KIND", "").strip().lower()
-    if forced in ("base", "instruct"):
-        return forced  # type: ignore[return-value]
-    with contextlib.suppress(OSError, ValueError):
-        recorded = json.loads((model_dir / MARKER_FILENAME).read_text()).get("kind")
-        if recorded in ("base", "instruct"):
-            return recorded
-    return "instruct" if has_chat_template(model_dir) else "base"
-
-
-def has_chat_template(model_dir: Path) -> bool:
-    if (model_dir / "chat_template.jinja").is_file() or (
-        model_dir / "chat_template.json"
-    ).is_file():
-        return True
-    try:
-        config = json.loads((model_dir / "tokenizer_config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(config.get("chat_template"))
-
-
-def model_name(model_dir: Path) -> str:
-    return model_dir.name
 
 
 def convert_default_gguf(out_dir: Path) -> None:
@@ -218,7 +144,7 @@ def _write_marker(model_dir: Path) -> None:
         _fsync_file(path)
         files[str(path.relative_to(model_dir))] = {
             "size": path.stat().st_size,
-            "sha256": _sha256_file(path),
+            "sha256": sha256_file(path),
         }
     kind = None
     with contextlib.suppress(OSError, ValueError):
@@ -244,14 +170,6 @@ def _exclusive_lock(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(4 * 1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync_file(path: Path) -> None:
     with path.open("rb") as handle:
         os.fsync(handle.fileno())
@@ -266,14 +184,18 @@ def _fsync_dir(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description="Prepare the generator's weights once")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("DATA_DIR") or "var")
+    parser.add_argument("--model", default=os.environ.get("INFERENCE_MODEL", ""))
+    parser.add_argument("--verify", action="store_true", help="check every file's sha256")
+    args = parser.parse_args(argv)
     try:
-        path = prepared_model_dir()
+        path = prepared_model_dir(data_dir=args.data_dir.resolve(), override=args.model)
     except ModelPreparationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     marker_exists = (path / MARKER_FILENAME).exists()
-    if "--verify" in args and marker_exists and not marker_is_valid(path, verify_checksums=True):
+    if args.verify and marker_exists and not marker_is_valid(path, verify_checksums=True):
         print(
             f"error: {path} does not match its checksums; delete it to convert again",
             file=sys.stderr,

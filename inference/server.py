@@ -35,17 +35,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from inference.model_files import model_name
+from inference.protocol import (
+    BadRequest,
+    Protocol,
+    encode_request,
+    parse_params,
+    server_sent_event,
+    usage,
+)
+
 logger = logging.getLogger("inference.server")
 
-MAX_TOKENS_DEFAULT = 256
 WARMUP_PROMPT = (
     "The maintenance manual lists the torque values for every fastener on the landing gear. " * 24
     + "\nQuestion: What does the manual list?\nAnswer:"
 )
-
-
-class BadRequest(ValueError):
-    pass
 
 
 @dataclass
@@ -56,12 +61,23 @@ class State:
     model_name: str = ""
 
 
-def create_app(*, model_dir: Path | None = None) -> Starlette:
+@dataclass(frozen=True)
+class ServerConfig:
+    """What to serve; ``main`` fills it from the command line (defaults from the environment)."""
+
+    data_dir: Path = Path("var")
+    model: str = ""  # a local Hugging Face model directory instead of the packaged default
+    model_dir: Path | None = None  # an already prepared directory: skips preparation
+    max_batch_size: int | None = None
+
+
+def create_app(config: ServerConfig | None = None) -> Starlette:
+    config = config or ServerConfig()
     state = State()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        threading.Thread(target=_load, args=(state, model_dir), daemon=True).start()
+        threading.Thread(target=_load, args=(state, config), daemon=True).start()
         yield
         if state.engine is not None:
             state.engine.stop()
@@ -99,17 +115,19 @@ def create_app(*, model_dir: Path | None = None) -> Starlette:
     )
 
 
-def _load(state: State, model_dir: Path | None) -> None:
+def _load(state: State, config: ServerConfig) -> None:
     from inference import prepare
 
     try:
         state.status = "preparing"
-        model_dir = model_dir or prepare.prepared_model_dir()
-        state.model_name = prepare.model_name(model_dir)
+        model_dir = config.model_dir or prepare.prepared_model_dir(
+            data_dir=config.data_dir, override=config.model
+        )
+        state.model_name = model_name(model_dir)
         state.status = "loading"
         from inference.engine import Engine
 
-        engine = Engine(model_dir=model_dir)
+        engine = Engine(model_dir=model_dir, max_batch_size=config.max_batch_size)
         engine.load()
         state.status = "warming_up"
         _warm_up(engine)
@@ -137,8 +155,8 @@ async def _handle(request: Request, state: State, *, chat: bool) -> Response:
         body = await request.json()
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
-        params = _parse_params(body)
-        prompt_ids = _encode(state.engine, body, chat=chat)
+        params = parse_params(body)
+        prompt_ids = encode_request(state.engine, body, chat=chat)
         from inference.engine import PromptTooLong
 
         try:
@@ -150,7 +168,7 @@ async def _handle(request: Request, state: State, *, chat: bool) -> Response:
     except ValueError as exc:  # BadRequest, JSONDecodeError, template errors
         return _error(400, str(exc), "invalid_request_error")
     response_id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
-    protocol = _Protocol(id=response_id, model=state.model_name, chat=chat)
+    protocol = Protocol(id=response_id, model=state.model_name, chat=chat)
     if params["stream"]:
         return StreamingResponse(
             _stream(job, protocol, include_usage=params["include_usage"]),
@@ -158,96 +176,6 @@ async def _handle(request: Request, state: State, *, chat: bool) -> Response:
             headers={"Cache-Control": "no-cache"},
         )
     return await _complete(job, protocol)
-
-
-def _parse_params(body: dict) -> dict:
-    max_tokens = body.get("max_tokens", body.get("max_completion_tokens", MAX_TOKENS_DEFAULT))
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise BadRequest("max_tokens must be a positive integer")
-    stop = body.get("stop") or []
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 8:
-        raise BadRequest("stop must be a string or a list of at most 8 strings")
-    temperature = body.get("temperature", 0)
-    if temperature not in (0, None):
-        raise BadRequest("only greedy decoding is served: temperature must be 0 or absent")
-    if body.get("n", 1) != 1:
-        raise BadRequest("n must be 1")
-    stream_options = body.get("stream_options") or {}
-    return {
-        "max_tokens": max_tokens,
-        "stop": tuple(stop),
-        "stream": bool(body.get("stream", False)),
-        "include_usage": bool(stream_options.get("include_usage", False)),
-    }
-
-
-def _encode(engine: Any, body: dict, *, chat: bool) -> list[int]:
-    if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise BadRequest("messages must be a non-empty list")
-        for message in messages:
-            if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-                raise BadRequest("each message needs a role and a string content")
-        return engine.encode_chat(messages)
-    prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1:
-        prompt = prompt[0]
-    if not isinstance(prompt, str) or not prompt:
-        raise BadRequest("prompt must be a non-empty string")
-    return engine.encode_prompt(prompt)
-
-
-@dataclass(frozen=True)
-class _Protocol:
-    id: str
-    model: str
-    chat: bool
-
-    def chunk(self, *, text: str | None, finish_reason: str | None) -> dict:
-        if self.chat:
-            delta = {"content": text} if text is not None else {}
-            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
-        else:
-            choice = {"index": 0, "text": text or "", "finish_reason": finish_reason}
-        return self._envelope(choices=[choice], streaming=True)
-
-    def full(self, *, text: str, finish_reason: str, usage: dict) -> dict:
-        if self.chat:
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish_reason,
-            }
-        else:
-            choice = {"index": 0, "text": text, "finish_reason": finish_reason}
-        return {**self._envelope(choices=[choice], streaming=False), "usage": usage}
-
-    def usage_chunk(self, usage: dict) -> dict:
-        return {**self._envelope(choices=[], streaming=True), "usage": usage}
-
-    def _envelope(self, *, choices: list, streaming: bool) -> dict:
-        if self.chat:
-            kind = "chat.completion.chunk" if streaming else "chat.completion"
-        else:
-            kind = "text_completion"
-        return {
-            "id": self.id,
-            "object": kind,
-            "created": int(time.time()),
-            "model": self.model,
-            "choices": choices,
-        }
-
-
-def _usage(finished: Any) -> dict:
-    return {
-        "prompt_tokens": finished.prompt_tokens,
-        "completion_tokens": finished.completion_tokens,
-        "total_tokens": finished.prompt_tokens + finished.completion_tokens,
-    }
 
 
 async def _next_event(job: Any) -> Any:
@@ -258,14 +186,10 @@ async def _next_event(job: Any) -> Any:
             return event
 
 
-async def _stream(job: Any, protocol: _Protocol, *, include_usage: bool):
-    import json
-
+async def _stream(job: Any, protocol: Protocol, *, include_usage: bool):
     from inference.engine import Delta, GenerationError
 
-    def sse(payload: dict) -> str:
-        return f"data: {json.dumps(payload)}\n\n"
-
+    sse = server_sent_event
     try:
         if protocol.chat:
             first = protocol.chunk(text=None, finish_reason=None)
@@ -284,14 +208,14 @@ async def _stream(job: Any, protocol: _Protocol, *, include_usage: bool):
                 protocol.chunk(text=None if protocol.chat else "", finish_reason=event.reason)
             )
             if include_usage:
-                yield sse(protocol.usage_chunk(_usage(event)))
+                yield sse(protocol.usage_chunk(usage(event)))
             break
-        yield "data: [DONE]\n\n"
+        yield sse("[DONE]")
     finally:
         job.cancelled.set()  # a client that hung up stops costing decode steps
 
 
-async def _complete(job: Any, protocol: _Protocol) -> Response:
+async def _complete(job: Any, protocol: Protocol) -> Response:
     from inference.engine import Delta, GenerationError
 
     parts = []
@@ -305,7 +229,7 @@ async def _complete(job: Any, protocol: _Protocol) -> Response:
                 parts.append(event.text)
                 continue
             return JSONResponse(
-                protocol.full(text="".join(parts), finish_reason=event.reason, usage=_usage(event))
+                protocol.full(text="".join(parts), finish_reason=event.reason, usage=usage(event))
             )
     finally:
         job.cancelled.set()
@@ -316,17 +240,42 @@ def _error(status: int, message: str, kind: str) -> Response:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The inference process's only reader of the environment: each option's default."""
+    env = os.environ.get
     parser = argparse.ArgumentParser(
         description="Serve the generator over an OpenAI-compatible API"
     )
-    parser.add_argument("--host", default=os.environ.get("INFERENCE_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("INFERENCE_PORT", "8001")))
-    parser.add_argument("--model-dir", type=Path, default=None)
-    parser.add_argument("--log-level", default=os.environ.get("INFERENCE_LOG_LEVEL", "info"))
+    parser.add_argument("--host", default=env("INFERENCE_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env("INFERENCE_PORT", "8001")))
+    parser.add_argument("--data-dir", type=Path, default=Path(env("DATA_DIR") or "var"))
+    parser.add_argument(
+        "--model",
+        default=env("INFERENCE_MODEL", ""),
+        help="a local Hugging Face model directory (default: the packaged Gemma 3 270M)",
+    )
+    parser.add_argument("--model-dir", type=Path, default=None, help="an already prepared one")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=int(env("INFERENCE_MAX_BATCH", "0")) or None,
+        help="requests decoded together (default 16 on a GPU, 4 on CPU)",
+    )
+    parser.add_argument("--log-level", default=env("INFERENCE_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    app = create_app(model_dir=args.model_dir)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    config = ServerConfig(
+        data_dir=args.data_dir.resolve(),
+        model=args.model,
+        model_dir=args.model_dir,
+        max_batch_size=args.max_batch,
+    )
+    uvicorn.run(
+        create_app(config),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -9,16 +9,16 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.selectors import UnknownRoles, roles_by_names
+from accounts.selectors import UnknownRoles, roles_by_names, user_scope
 from knowledge import services
-from knowledge.models import Document
-from knowledge.selectors import (
+from knowledge.access import (
     access_chunk,
     access_document,
     access_document_for_management_unchecked,
-    chunk_search,
     document_list_for_user,
 )
+from knowledge.models import Document
+from knowledge.retrieval import chunk_search
 
 
 class DocumentOutputSerializer(serializers.ModelSerializer):
@@ -100,7 +100,7 @@ class DocumentListApi(ListAPIView):
         roles = _RolesField()
 
     def get_queryset(self):
-        return document_list_for_user(user=self.request.user)
+        return document_list_for_user(scope=user_scope(user=self.request.user))
 
     @extend_schema(
         request={"multipart/form-data": UploadSerializer},
@@ -148,7 +148,7 @@ class DocumentDetailApi(APIView):
 
     @extend_schema(responses=DocumentOutputSerializer)
     def get(self, request, document_id: int):
-        document = access_document(user=request.user, document_id=document_id)
+        document = access_document(scope=user_scope(user=request.user), document_id=document_id)
         return Response(DocumentOutputSerializer(document).data)
 
     @extend_schema(
@@ -165,16 +165,15 @@ class DocumentDetailApi(APIView):
         data = self.UpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        roles = _roles_or_400(values["roles"]) if "roles" in values else None
-        if roles is not None:
-            services.document_set_roles(document=document, roles=roles)
-        if "title" in values:
-            services.document_rename(document=document, title=values["title"])
-        if "file" in values:
-            try:
-                services.document_replace_file(document=document, file=values["file"])
-            except services.UploadRejected as exc:
-                raise UploadRejectedError(exc) from None
+        try:
+            document = services.document_update(
+                document=document,
+                roles=_roles_or_400(values["roles"]) if "roles" in values else None,
+                title=values.get("title"),
+                file=values.get("file"),
+            )
+        except services.UploadRejected as exc:
+            raise UploadRejectedError(exc) from None
         document = access_document_for_management_unchecked(document_id=document_id)
         return Response(DocumentOutputSerializer(document).data)
 
@@ -188,7 +187,7 @@ class DocumentDetailApi(APIView):
 class DocumentFileApi(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request, document_id: int):
-        document = access_document(user=request.user, document_id=document_id)
+        document = access_document(scope=user_scope(user=request.user), document_id=document_id)
         if not document.file:
             return Response({"detail": "This document has no stored file."}, status=404)
         return FileResponse(
@@ -216,7 +215,8 @@ class SearchHitSerializer(PassageSerializer):
 class ChunkDetailApi(APIView):
     @extend_schema(responses=PassageSerializer, description="One passage, if in your scope.")
     def get(self, request, chunk_id: int):
-        return Response(PassageSerializer(access_chunk(user=request.user, chunk_id=chunk_id)).data)
+        passage = access_chunk(scope=user_scope(user=request.user), chunk_id=chunk_id)
+        return Response(PassageSerializer(passage).data)
 
 
 class SearchApi(APIView):
@@ -234,5 +234,5 @@ class SearchApi(APIView):
     def post(self, request):
         data = self.SearchRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        hits = chunk_search(user=request.user, **data.validated_data)
+        hits = chunk_search(scope=user_scope(user=request.user), **data.validated_data)
         return Response({"results": SearchHitSerializer(hits, many=True).data})

@@ -1,4 +1,9 @@
-"""State changes of documents and chunks."""
+"""State changes of documents: upload, re-scope, rename, replace, delete.
+
+Chunk rows and ingestion status are written through knowledge.index; ingestion itself runs
+in the worker (knowledge.tasks), enqueued only once the transaction that stored the file
+commits.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,19 @@ import hashlib
 import logging
 import mimetypes
 import os
-from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
 
-import numpy as np
 from django.conf import settings
-from django.core.cache import cache
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import transaction
 
 from accounts.models import Role
-from knowledge import embeddings
-from knowledge.ingestion.chunking import ChunkDraft, chunk_sections
-from knowledge.ingestion.parsers import UnsupportedType, kind_from_extension, parse_document
+from knowledge import embeddings, index
+from knowledge.ingestion.chunking import chunk_sections
+from knowledge.ingestion.parsers import UnsupportedType, kind_from_extension
 from knowledge.models import Document, DocumentRole
+from knowledge.tasks import ingest_document
 
 logger = logging.getLogger(__name__)
-
-
-def _forget_role_counts() -> None:
-    cache.delete("knowledge:role_chunk_counts")
 
 
 def document_create(*, title: str, roles: Sequence[Role], uploaded_by=None, **fields) -> Document:
@@ -52,104 +50,19 @@ def document_set_roles(*, document: Document, roles: Sequence[Role]) -> Document
     DocumentRole.objects.bulk_create(
         DocumentRole(document=document, role_id=r) for r in role_ids if r not in existing
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE knowledge_chunk SET allowed_roles = %s::int[] WHERE document_id = %s",
-            [role_ids, document.pk],
-        )
+    index.document_chunks_set_roles(document_id=document.pk, role_ids=role_ids)
     document.save(update_fields=["updated_at"])
-    transaction.on_commit(_forget_role_counts)
     return document
-
-
-def documents_refresh_allowed_roles(*, document_ids: Iterable[int]) -> None:
-    """Copy each document's roles into its chunks again, in one UPDATE (after a role delete)."""
-    ids = list(document_ids)
-    if not ids:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE knowledge_chunk c SET allowed_roles = COALESCE(
-                (SELECT array_agg(dr.role_id ORDER BY dr.role_id) FROM knowledge_documentrole dr
-                 WHERE dr.document_id = c.document_id), '{}')
-            WHERE c.document_id = ANY(%s)
-            """,
-            [ids],
-        )
-    transaction.on_commit(_forget_role_counts)
-
-
-def chunk_content_hash(draft: ChunkDraft) -> str:
-    return hashlib.sha256(draft.embedding_input.encode()).hexdigest()
-
-
-def document_replace_chunks(
-    *, document_id: int, drafts: Sequence[ChunkDraft], vectors: np.ndarray, content_hash: str
-) -> int:
-    """Swap the document's chunks for new ones in one transaction; returns the chunk count.
-
-    Readers see either all the old chunks or all the new ones. allowed_roles is copied from
-    the document's roles under the document's row lock, so a concurrent re-scope cannot be
-    lost. Returns 0 and changes nothing when the document no longer exists.
-    """
-    if len(drafts) != len(vectors):
-        raise ValueError("one vector per chunk is required")
-    with transaction.atomic():
-        if not Document.objects.select_for_update().filter(pk=document_id).exists():
-            return 0
-        role_ids = sorted(
-            DocumentRole.objects.filter(document_id=document_id).values_list("role_id", flat=True)
-        )
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM knowledge_chunk WHERE document_id = %s", [document_id])
-            roles_literal = "{" + ",".join(str(r) for r in role_ids) + "}"
-            with cursor.copy(
-                "COPY knowledge_chunk (document_id, position, text, heading, page, token_count,"
-                " content_hash, embedding, allowed_roles) FROM STDIN"
-            ) as copy:
-                for draft, vector in zip(drafts, vectors, strict=True):
-                    copy.write_row(
-                        (
-                            document_id,
-                            draft.position,
-                            draft.text,
-                            draft.heading,
-                            draft.page,
-                            draft.token_count,
-                            chunk_content_hash(draft),
-                            embeddings.to_pgvector(vector),
-                            roles_literal,
-                        )
-                    )
-        document_mark_ready(
-            document_id=document_id, chunk_count=len(drafts), content_hash=content_hash
-        )
-    return len(drafts)
-
-
-def document_mark_ready(*, document_id: int, chunk_count: int, content_hash: str) -> None:
-    """Call inside the transaction that swapped the chunks in."""
-    now = timezone.now()
-    Document.objects.filter(pk=document_id).update(
-        status=Document.Status.READY,
-        error="",
-        chunk_count=chunk_count,
-        indexed_hash=content_hash,
-        progress_done=chunk_count,
-        progress_total=chunk_count,
-        status_changed_at=now,
-        updated_at=now,
-    )
-    transaction.on_commit(_forget_role_counts)
 
 
 def document_index_text(*, document: Document, text: str) -> int:
     """Synchronously chunk, embed and index Markdown-style text as the document's content."""
+    from knowledge.ingestion.parsers import parse_document
+
     parsed = parse_document(data=text.encode(), filename="content.md")
     drafts = chunk_sections(parsed.sections, count_tokens=embeddings.count_tokens)
     vectors = embeddings.embed_passages([d.embedding_input for d in drafts])
-    return document_replace_chunks(
+    return index.document_replace_chunks(
         document_id=document.pk,
         drafts=drafts,
         vectors=vectors,
@@ -166,8 +79,6 @@ class UploadRejected(Exception):
 
 
 def _enqueue_ingest(document_id: int) -> None:
-    from knowledge.tasks import ingest_document
-
     transaction.on_commit(lambda: ingest_document.delay(document_id))
 
 
@@ -208,13 +119,9 @@ def document_upload(
     already uploaded with the same roles return the existing document, created=False.
     Raises UploadRejected (413, 415, 400) before anything is stored.
     """
-    name = os.path.basename(file.name or "")
-    file.seek(0)
-    head = file.read(1024)
-    _check_upload(name=name, size=file.size, head=head)
+    name, content_hash = _checked_file(file)
     if not roles:
         raise UploadRejected("At least one role is required.", status=400)
-    content_hash = _hash_file(file)
     role_ids = sorted(r.pk for r in roles)
     for existing in Document.objects.filter(content_hash=content_hash).exclude(
         status=Document.Status.FAILED
@@ -227,7 +134,7 @@ def document_upload(
             roles=roles,
             uploaded_by=acting_user,
             original_filename=name[:255],
-            content_type=(mimetypes.guess_type(name)[0] or "application/octet-stream")[:100],
+            content_type=_content_type(name),
             size_bytes=file.size,
             content_hash=content_hash,
         )
@@ -237,67 +144,85 @@ def document_upload(
     return document, True
 
 
-def document_replace_file(*, document: Document, file) -> Document:
-    """Swap in a new file; the old chunks stay searchable until the new ones commit."""
+def _checked_file(file) -> tuple[str, str]:
+    """(name, sha256) of an acceptable file; raises UploadRejected (413, 415, 400)."""
     name = os.path.basename(file.name or "")
     file.seek(0)
     _check_upload(name=name, size=file.size, head=file.read(1024))
-    content_hash = _hash_file(file)
+    return name, _hash_file(file)
+
+
+def _store_replacement_file(*, document: Document, file, name: str, content_hash: str) -> None:
+    """Swap in a new file, queued for ingestion; the old chunks stay searchable until the
+    new ones commit. Call inside a transaction."""
     old_name = document.file.name
+    document.file.save(name, file, save=False)
+    Document.objects.filter(pk=document.pk).update(
+        file=document.file.name,
+        original_filename=name[:255],
+        content_type=_content_type(name),
+        size_bytes=file.size,
+        content_hash=content_hash,
+    )
+    index.document_mark_queued(document_id=document.pk)
+    _enqueue_ingest(document.pk)
+    if old_name and old_name != document.file.name:
+        storage = document.file.storage
+        transaction.on_commit(lambda: storage.delete(old_name))
+
+
+def document_replace_file(*, document: Document, file) -> Document:
+    """Swap in a new file; the old chunks stay searchable until the new ones commit."""
+    return document_update(document=document, file=file)
+
+
+def document_update(
+    *,
+    document: Document,
+    roles: Sequence[Role] | None = None,
+    title: str | None = None,
+    file=None,
+) -> Document:
+    """Re-scope, rename and/or replace the file of a document, all or nothing.
+
+    A file is checked before anything changes (UploadRejected: 413, 415, 400), and every
+    change commits in one transaction, so a rejected file leaves the roles and title as
+    they were.
+    """
+    checked = _checked_file(file) if file is not None else None
+    if roles is not None and not roles:
+        raise ValueError("A document needs at least one role.")
     with transaction.atomic():
-        document.file.save(name, file, save=False)
-        Document.objects.filter(pk=document.pk).update(
-            file=document.file.name,
-            original_filename=name[:255],
-            content_type=(mimetypes.guess_type(name)[0] or "application/octet-stream")[:100],
-            size_bytes=file.size,
-            content_hash=content_hash,
-            status=Document.Status.QUEUED,
-            error="",
-            progress_done=0,
-            progress_total=0,
-            status_changed_at=timezone.now(),
-        )
-        _enqueue_ingest(document.pk)
-        if old_name and old_name != document.file.name:
-            storage = document.file.storage
-            transaction.on_commit(lambda: storage.delete(old_name))
+        if roles is not None:
+            document_set_roles(document=document, roles=roles)
+        if title is not None:
+            document_rename(document=document, title=title)
+        if checked is not None:
+            name, content_hash = checked
+            _store_replacement_file(
+                document=document, file=file, name=name, content_hash=content_hash
+            )
     document.refresh_from_db()
     return document
 
 
 def document_delete(*, document: Document) -> None:
     """Delete the document, its chunks (cascade) and, once committed, its stored file."""
-    name, storage = document.file.name, document.file.storage
+    document_id, name, storage = document.pk, document.file.name, document.file.storage
     with transaction.atomic():
         document.delete()
-        transaction.on_commit(_forget_role_counts)
+        index.document_chunks_deleted(document_id=document_id)
         if name:
             transaction.on_commit(lambda: storage.delete(name))
-
-
-def documents_requeue_stuck(*, older_than_seconds: int | None = None) -> int:
-    """Re-enqueue documents left queued or processing (a lost task, a killed worker)."""
-    age = settings.INGEST_STUCK_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
-    cutoff = timezone.now() - timedelta(seconds=age)
-    stuck = list(
-        Document.objects.filter(
-            status__in=[Document.Status.QUEUED, Document.Status.PROCESSING],
-            status_changed_at__lt=cutoff,
-        ).values_list("pk", flat=True)
-    )
-    with transaction.atomic():
-        Document.objects.filter(pk__in=stuck).update(status_changed_at=timezone.now())
-        for document_id in stuck:
-            _enqueue_ingest(document_id)
-    if stuck:
-        logger.warning("re-enqueued %d stuck documents: %s", len(stuck), stuck)
-    return len(stuck)
 
 
 def _title_from_filename(name: str) -> str:
     stem = os.path.splitext(name)[0].replace("_", " ").replace("-", " ").strip()
     return stem[:1].upper() + stem[1:] if stem else "Untitled document"
+
+
+def _content_type(name: str) -> str:
+    return (mimetypes.guess_type(name)[0] or "application/octet-stream")[:100]
 
 
 def document_rename(*, document: Document, title: str) -> Document:

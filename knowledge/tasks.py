@@ -1,11 +1,16 @@
 """Celery tasks: they take ids, call one service and own their retries."""
 
+import logging
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from knowledge.ingestion.pipeline import document_ingest, document_mark_failed
-from knowledge.services import documents_requeue_stuck
+from knowledge import index
+from knowledge.ingestion.pipeline import document_ingest
+
+logger = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
@@ -29,19 +34,27 @@ def ingest_document(document_id: int) -> str:
     except TRANSIENT_ERRORS:
         raise
     except SoftTimeLimitExceeded:
-        document_mark_failed(
+        index.document_mark_failed(
             document_id=document_id,
             reason="Ingestion took longer than the time limit; split the file and upload again.",
         )
         raise
     except Exception as exc:
         # A bug or a pathological file: record it on the document instead of retrying forever.
-        document_mark_failed(
+        index.document_mark_failed(
             document_id=document_id, reason=f"Ingestion failed unexpectedly ({type(exc).__name__})."
         )
         raise
 
 
 @shared_task(name="knowledge.requeue_stuck_documents", queue="ingest", ignore_result=True)
-def requeue_stuck_documents() -> int:
-    return documents_requeue_stuck()
+def requeue_stuck_documents(older_than_seconds: int | None = None) -> int:
+    """The periodic sweep: re-enqueue documents whose task was lost (a killed worker)."""
+    if older_than_seconds is None:
+        older_than_seconds = settings.INGEST_STUCK_AFTER_SECONDS
+    stuck = index.documents_claim_stuck(older_than_seconds=older_than_seconds)
+    for document_id in stuck:
+        ingest_document.delay(document_id)
+    if stuck:
+        logger.warning("re-enqueued %d stuck documents: %s", len(stuck), stuck)
+    return len(stuck)

@@ -31,7 +31,7 @@ class CeleryWorker:
         self.log = open(self.log_path, "ab")  # noqa: SIM115  (kept open for the process)
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "chatbot", "worker",
+                sys.executable, "-m", "celery", "-A", "config", "worker",
                 "-Q", "ingest", "-c", "1", "-l", "info", "--without-gossip",
                 "--without-mingle", "-n", f"test-{os.getpid()}@%h",
             ],
@@ -110,18 +110,18 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    from inference.prepare import DEFAULT_MODEL_DIRNAME, convert_default_gguf, ensure_converted
+    from inference.model_files import default_model_dir
+    from inference.prepare import convert_default_gguf, ensure_converted
 
     if os.environ.get("INFERENCE_MODEL"):
         return Path(os.environ["INFERENCE_MODEL"]).resolve()
     data_dir = Path(os.environ.get("INFERENCE_TEST_DATA_DIR") or REPO_ROOT / "var")
-    target = data_dir / "models" / DEFAULT_MODEL_DIRNAME
-    return ensure_converted(target=target, convert=convert_default_gguf)
+    return ensure_converted(target=default_model_dir(data_dir), convert=convert_default_gguf)
 
 
 @pytest.fixture(scope="session")
 def counter(model_dir):
-    from inference.prompts import token_counter
+    from chatbot.answering.prompts import token_counter
 
     return token_counter(model_dir)
 

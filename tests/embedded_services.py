@@ -19,7 +19,7 @@ _started: dict[str, Path] = {}
 def pytest_load_initial_conftests(early_config, parser, args):
     if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
         return
-    from chatbot import embedded
+    from config import embedded
 
     root = Path(tempfile.mkdtemp(prefix="chatbot-test-"))
     os.environ["DATA_DIR"] = str(root)
@@ -35,7 +35,7 @@ def pytest_unconfigure(config):
     root = _started.pop("root", None)
     if root is None:
         return
-    from chatbot import embedded
+    from config import embedded
 
     embedded.stop_redis(root=root)
     embedded.stop_postgres(root=root)

@@ -49,7 +49,7 @@ def web_server(django_db_setup, django_db_blocker, inference_url, model_dir, tmp
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
     log_path = tmp_path_factory.mktemp("web") / "uvicorn.log"
-    command = [sys.executable, "-m", "uvicorn", "chatbot.asgi:application"]
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)

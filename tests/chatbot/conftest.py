@@ -10,10 +10,10 @@ CLOSED_PORT_URL = "http://127.0.0.1:9"
 
 
 @pytest.fixture
-def answering(settings, monkeypatch, inference_url, model_dir):
+def answering(settings, inference_url, model_dir):
     """Chat answers come from the real default model on CPU (a few seconds each)."""
     settings.INFERENCE_URL = inference_url
-    monkeypatch.setenv("INFERENCE_MODEL", str(model_dir))
+    settings.INFERENCE_MODEL = str(model_dir)
     return inference_url
 
 

@@ -2,9 +2,10 @@
 
 import pytest
 
+from accounts.selectors import user_scope
 from chatbot.models import AnswerAudit, Message
 from knowledge.models import Chunk
-from knowledge.selectors import chunk_search
+from knowledge.retrieval import chunk_search
 from tests import factories
 from tests.chatbot.conftest import parse_events
 
@@ -59,7 +60,7 @@ def test_a_json_answer_is_cited_stored_and_audited_with_the_exact_chunks(answeri
     assert stored == [(c["index"], c["chunk_id"], c["document_id"]) for c in body["citations"]]
 
     audit = AnswerAudit.objects.get()
-    expected = chunk_search(user=traveller, query=QUESTION, k=5)
+    expected = chunk_search(scope=user_scope(user=traveller), query=QUESTION, k=5)
     assert [r["chunk_id"] for r in audit.retrieved] == [h.chunk_id for h in expected]
     assert [r["score"] for r in audit.retrieved] == [h.score for h in expected]
     hashes = dict(Chunk.objects.values_list("id", "content_hash"))

@@ -4,10 +4,11 @@ rate limits, and the paths that never call the model (nothing found, model down)
 import pytest
 from django.conf import settings
 
-from chatbot.apis import MODEL_UNAVAILABLE
+from accounts.selectors import user_scope
+from chatbot.answering.compose import NOT_FOUND_ANSWER
+from chatbot.failures import MODEL_UNAVAILABLE
 from chatbot.models import AnswerAudit, Conversation, Feedback, Message
 from chatbot.selectors import REDACTED_ANSWER, conversation_history_turns
-from inference.services import NOT_FOUND_ANSWER
 from knowledge import services as knowledge_services
 from knowledge.models import Chunk
 from tests import factories
@@ -185,14 +186,14 @@ def test_follow_ups_get_recent_turns_without_answers_the_user_can_no_longer_see(
     Message.objects.create(conversation=conversation, role="user", text="And breakfast?")
     Message.objects.create(conversation=conversation, role="assistant", text="It is included.")
 
-    assert conversation_history_turns(user=reader, conversation=conversation) == [
+    assert conversation_history_turns(scope=user_scope(user=reader), conversation=conversation) == [
         {"role": "user", "content": "Hotel cap?"},
         {"role": "assistant", "content": "Up to 180 EUR [1]."},
         {"role": "user", "content": "And breakfast?"},
         {"role": "assistant", "content": "It is included."},
     ]
     reader.roles.remove(staff_role)
-    turns = conversation_history_turns(user=reader, conversation=conversation)
+    turns = conversation_history_turns(scope=user_scope(user=reader), conversation=conversation)
     assert "Up to 180 EUR [1]." not in [t["content"] for t in turns]
 
 

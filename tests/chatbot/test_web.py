@@ -5,7 +5,7 @@ import yaml
 from django.core.management import CommandError, call_command
 from openapi_spec_validator import validate
 
-from chatbot.apis import MODEL_UNAVAILABLE
+from chatbot.failures import MODEL_UNAVAILABLE
 from tests import factories
 from tests.chatbot.conftest import stored_answer
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from inference import prepare
+from inference import model_files, prepare
 
 
 def _fake_convert(calls):
@@ -24,7 +24,7 @@ def test_second_call_reuses_the_conversion(tmp_path):
 
     assert first == second == target
     assert len(calls) == 1
-    assert prepare.marker_is_valid(target, verify_checksums=True)
+    assert model_files.marker_is_valid(target, verify_checksums=True)
 
 
 def test_directory_without_marker_is_converted_again(tmp_path):
@@ -64,11 +64,10 @@ def test_interrupted_conversion_leaves_nothing_that_passes_as_prepared(tmp_path)
     assert not list(tmp_path.glob(".m.tmp-*"))
     calls = []
     prepare.ensure_converted(target=target, convert=_fake_convert(calls))
-    assert len(calls) == 1 and prepare.marker_is_valid(target)
+    assert len(calls) == 1 and model_files.marker_is_valid(target)
 
 
-def test_model_kind_prefers_the_recorded_kind_then_the_chat_template(tmp_path, monkeypatch):
-    monkeypatch.delenv("INFERENCE_MODEL_KIND", raising=False)
+def test_model_kind_prefers_the_recorded_kind_then_the_chat_template(tmp_path):
     instruct = tmp_path / "instruct"
     instruct.mkdir()
     (instruct / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ x }}"}))
@@ -78,18 +77,17 @@ def test_model_kind_prefers_the_recorded_kind_then_the_chat_template(tmp_path, m
     converted = prepare.ensure_converted(target=tmp_path / "c", convert=_fake_convert([]))
     (converted / "chat_template.jinja").write_text("{{ x }}")
 
-    assert prepare.model_kind(instruct) == "instruct"
-    assert prepare.model_kind(plain) == "base"
-    assert prepare.model_kind(converted) == "base"
-    monkeypatch.setenv("INFERENCE_MODEL_KIND", "instruct")
-    assert prepare.model_kind(plain) == "instruct"
+    assert model_files.model_kind(instruct) == "instruct"
+    assert model_files.model_kind(plain) == "base"
+    assert model_files.model_kind(converted) == "base"
+    assert model_files.model_kind(plain, forced="instruct") == "instruct"
+    assert model_files.model_kind(None) == "base"
 
 
-def test_inference_model_must_be_a_local_model_directory(tmp_path, monkeypatch):
-    monkeypatch.setenv("INFERENCE_MODEL", str(tmp_path / "nowhere"))
-
+def test_inference_model_must_be_a_local_model_directory(tmp_path):
     with pytest.raises(prepare.ModelPreparationError, match="not a local Hugging Face model"):
-        prepare.prepared_model_dir()
+        prepare.prepared_model_dir(data_dir=tmp_path, override=tmp_path / "nowhere")
+    assert model_files.locate_model_dir(data_dir=tmp_path, override=tmp_path / "nowhere") is None
 
 
 @pytest.mark.model
@@ -102,4 +100,4 @@ def test_prepared_tokenizer_keeps_common_words_whole(model_dir):
     tokens = tokenizer.encode("the travel policy", add_special_tokens=False).tokens
 
     assert tokens == ["the", "▁travel", "▁policy"]
-    assert prepare.model_kind(model_dir) == "base"
+    assert model_files.model_kind(model_dir) == "base"

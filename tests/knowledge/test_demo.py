@@ -6,9 +6,10 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import User
+from accounts.selectors import user_scope
 from knowledge import demo
 from knowledge.models import Document
-from knowledge.selectors import chunk_search
+from knowledge.retrieval import chunk_search
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -32,10 +33,13 @@ def test_seed_demo_is_idempotent_and_scoped(celery_worker, wait_for_document):
     everyone_only = User.objects.get(username="eve_employee")
     for question, (expected, role) in demo.FACTS.items():
         reader = next(u for u in User.objects.filter(roles__name=role))
-        texts = " ".join(h.text for h in chunk_search(user=reader, query=question, k=5))
+        texts = " ".join(
+            h.text for h in chunk_search(scope=user_scope(user=reader), query=question, k=5)
+        )
         assert expected in texts, question
         if role != "everyone":
             hidden = " ".join(
-                h.text for h in chunk_search(user=everyone_only, query=question, k=10)
+                h.text
+                for h in chunk_search(scope=user_scope(user=everyone_only), query=question, k=10)
             )
             assert expected not in hidden, question

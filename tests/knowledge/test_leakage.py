@@ -8,7 +8,8 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from knowledge.selectors import chunk_search, chunk_search_with_plan
+from accounts.selectors import user_scope
+from knowledge.retrieval import chunk_search, chunk_search_with_plan
 from tests import factories
 
 TOPICS = [
@@ -60,7 +61,7 @@ def _run_scenario(scenario):
             hidden_canaries.add(canary)
             hidden_titles.add(title)
 
-    hits = chunk_search(user=user, query=scenario["query"], k=scenario["k"])
+    hits = chunk_search(scope=user_scope(user=user), query=scenario["query"], k=scenario["k"])
 
     assert len(hits) == min(scenario["k"], visible_chunks)
     for hit in hits:
@@ -100,7 +101,9 @@ def test_hnsw_plan_falls_back_to_exact_when_the_acl_filters_the_index_scan_away(
     reader = factories.user(roles=[rare])
 
     with override_settings(RETRIEVAL_EXACT_THRESHOLD=0):
-        hits, plan = chunk_search_with_plan(user=reader, query="travel policy", k=5)
+        hits, plan = chunk_search_with_plan(
+            scope=user_scope(user=reader), query="travel policy", k=5
+        )
 
     assert [h.title for h in hits] == ["Rare"]
     assert plan.name in {"hnsw", "hnsw+exact-fallback"}

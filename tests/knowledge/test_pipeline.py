@@ -9,10 +9,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import override_settings
 
+from accounts.selectors import user_scope
 from knowledge import services
 from knowledge.models import Chunk, Document
-from knowledge.selectors import chunk_search
-from knowledge.tasks import ingest_document
+from knowledge.retrieval import chunk_search
+from knowledge.tasks import ingest_document, requeue_stuck_documents
 from tests import factories
 from tests import filebuilders as fb
 
@@ -38,7 +39,7 @@ def upload(client, name: str, data: bytes, roles: str = "finance", **extra):
 
 
 def _hits(user, query):
-    return chunk_search(user=user, query=query, k=10)
+    return chunk_search(scope=user_scope(user=user), query=query, k=10)
 
 
 SAMPLES = {
@@ -312,7 +313,8 @@ def test_sweep_recovers_a_document_whose_task_was_lost(celery_worker, wait_for_d
     time.sleep(1)
     assert Document.objects.get(pk=document.pk).status == "queued"
 
-    assert services.documents_requeue_stuck(older_than_seconds=0) == 1
+    # The beat sweep, run here as the worker would run it.
+    assert requeue_stuck_documents(older_than_seconds=0) == 1
 
     wait_for_document(document.pk, "ready")
     assert "4,242" in _hits(factories.user(roles=[finance]), "Heron figure")[0].text

@@ -2,8 +2,9 @@ import pytest
 from django.test import override_settings
 
 from accounts import services as account_services
+from accounts.selectors import user_scope
 from knowledge import services
-from knowledge.selectors import chunk_search, chunk_search_with_plan
+from knowledge.retrieval import chunk_search, chunk_search_with_plan
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ def corpus():
 
 
 def _titles(user, query="revenue torque axle"):
-    return {hit.title for hit in chunk_search(user=user, query=query, k=10)}
+    return {hit.title for hit in chunk_search(scope=user_scope(user=user), query=query, k=10)}
 
 
 def test_each_user_sees_only_their_roles(corpus):
@@ -35,7 +36,7 @@ def test_each_user_sees_only_their_roles(corpus):
 
 
 def test_user_without_roles_gets_nothing(corpus):
-    assert chunk_search(user=factories.user(), query="revenue", k=5) == []
+    assert chunk_search(scope=user_scope(user=factories.user()), query="revenue", k=5) == []
 
 
 def test_role_change_applies_to_the_next_query(corpus):
@@ -47,7 +48,7 @@ def test_role_change_applies_to_the_next_query(corpus):
     assert _titles(user) == {"Torque manual"}
 
     account_services.user_update(user=user, role_names=[])
-    assert chunk_search(user=user, query="revenue torque", k=5) == []
+    assert chunk_search(scope=user_scope(user=user), query="revenue torque", k=5) == []
 
 
 def test_rescoping_a_document_applies_to_the_next_query(corpus):
@@ -80,7 +81,7 @@ def test_inactive_user_gets_nothing(corpus):
     user = factories.user(roles=[finance])
     user.is_active = False
     user.save()
-    assert chunk_search(user=user, query="revenue", k=5) == []
+    assert chunk_search(scope=user_scope(user=user), query="revenue", k=5) == []
 
 
 def test_hybrid_search_finds_an_exact_part_number_the_vector_leg_ranks_low():
@@ -103,8 +104,10 @@ def test_hybrid_search_finds_an_exact_part_number_the_vector_leg_ranks_low():
     user = factories.user(roles=[ops])
     query = "hydraulic pump part HX-99731-Q"
 
-    vector_only, _ = chunk_search_with_plan(user=user, query=query, k=3, vector_only=True)
-    hybrid = chunk_search(user=user, query=query, k=3)
+    vector_only, _ = chunk_search_with_plan(
+        scope=user_scope(user=user), query=query, k=3, vector_only=True
+    )
+    hybrid = chunk_search(scope=user_scope(user=user), query=query, k=3)
 
     assert target.pk not in [h.document_id for h in vector_only]
     assert hybrid[0].document_id == target.pk
@@ -115,7 +118,7 @@ def test_search_returns_headings_and_scores():
     factories.indexed_document(
         title="Manual", text="# Wheels\n\n## Torque\n\nTighten to 45 Nm.", roles=[ops]
     )
-    (hit,) = chunk_search(user=factories.user(roles=[ops]), query="torque", k=5)
+    (hit,) = chunk_search(scope=user_scope(user=factories.user(roles=[ops])), query="torque", k=5)
     assert hit.heading == "Wheels > Torque"
     assert hit.score > 0
 
@@ -125,7 +128,9 @@ def test_hnsw_plan_returns_min_k_visible_rows():
     role = factories.role("big")
     for i in range(30):
         factories.indexed_document(title=f"Doc {i}", text=f"Policy clause {i}.", roles=[role])
-    hits, plan = chunk_search_with_plan(user=factories.user(roles=[role]), query="policy", k=7)
+    hits, plan = chunk_search_with_plan(
+        scope=user_scope(user=factories.user(roles=[role])), query="policy", k=7
+    )
     assert len(hits) == 7
     assert plan.name.startswith("hnsw")
 
@@ -136,6 +141,10 @@ def test_hits_carry_their_similarity_to_the_question():
         title="Torque", text="Tighten the propeller blade bolts to 85 Nm.", roles=[role]
     )
     factories.indexed_document(title="Menu", text="Soup of the day is tomato.", roles=[role])
-    hits = chunk_search(user=factories.user(roles=[role]), query="propeller blade bolt torque", k=5)
+    hits = chunk_search(
+        scope=user_scope(user=factories.user(roles=[role])),
+        query="propeller blade bolt torque",
+        k=5,
+    )
     by_title = {h.title: h.similarity for h in hits}
     assert by_title["Torque"] > 0.5 > by_title["Menu"]

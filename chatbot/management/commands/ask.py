@@ -3,11 +3,11 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.selectors import user_scope
 from chatbot import selectors, services
-from chatbot.apis import MODEL_UNAVAILABLE
-from inference.client import InferenceUnavailable
-from inference.prompts import QuestionTooLong
-from inference.services import TokenEvent
+from chatbot.answering.compose import TokenEvent
+from chatbot.citations import Citation
+from chatbot.failures import EXPECTED_FAILURES, answer_failure
 
 
 class Command(BaseCommand):
@@ -46,7 +46,7 @@ class Command(BaseCommand):
         reply = None
         try:
             for event in services.chat_reply_stream(
-                user=account, question=question, conversation=thread
+                user=account, scope=user_scope(user=account), question=question, conversation=thread
             ):
                 if isinstance(event, TokenEvent):
                     if stream:
@@ -54,10 +54,8 @@ class Command(BaseCommand):
                         self.stdout.flush()
                 else:
                     reply = event
-        except InferenceUnavailable:
-            raise CommandError(MODEL_UNAVAILABLE) from None
-        except QuestionTooLong as exc:
-            raise CommandError(str(exc)) from None
+        except EXPECTED_FAILURES as exc:
+            raise CommandError(answer_failure(exc).detail) from None
         if stream:
             self.stdout.write("\n")
         self.stdout.write(format_reply(reply))
@@ -77,14 +75,19 @@ def format_reply(reply: services.ChatReply) -> str:
     if reply.citations:
         lines.append("")
         lines.append("Sources:")
-        for c in reply.citations:
-            lines.append(
-                f"  [{c['index']}] {c['title']} (document {c['document_id']}, "
-                f"passage {c['chunk_id']})"
-            )
-            lines.append(f"      {c['snippet']}")
+        lines.extend(line for c in reply.citations for line in format_citation(c))
     lines.append("")
     roles = ", ".join(reply.scoped_roles) or "none"
     lines.append(f"Scoped to roles: {roles}")
     lines.append(f"Conversation {reply.conversation_id}, message {reply.message_id}")
     return "\n".join(lines)
+
+
+def format_citation(citation: Citation) -> list[str]:
+    if not citation.available:
+        return [f"  [{citation.index}] (no longer available to you)"]
+    return [
+        f"  [{citation.index}] {citation.title} (document {citation.document_id}, "
+        f"passage {citation.chunk_id})",
+        f"      {citation.snippet}",
+    ]

@@ -3,24 +3,25 @@
 A base model (the default) gets a completion-style few-shot prompt and stop strings; an
 instruct model gets chat messages. Token counts come from the prepared model's own
 ``tokenizer.json`` through the ``tokenizers`` library (no torch, no transformers), so this
-module is safe in the web process.
+module is safe in the web process. Pure: the caller passes the model directory, kind and
+budget (chatbot.answering.compose reads them from settings).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from inference.model_files import ModelKind, tokenizer_file
+
 logger = logging.getLogger(__name__)
 
 DONT_KNOW = "I don't know based on the available documents."
-DEFAULT_PROMPT_BUDGET = 2048
 DEFAULT_MAX_ANSWER_TOKENS = 160
 HISTORY_TURNS = 3
 HISTORY_MESSAGE_CHARS = 400
@@ -57,8 +58,6 @@ EXAMPLES = (
     "Question: Who approves new laptops?\n"
     f"Answer: {NO_SOURCE_MARKER} {DONT_KNOW}\n"
 )
-
-ModelKind = Literal["base", "instruct"]
 
 
 class QuestionTooLong(ValueError):
@@ -127,30 +126,13 @@ def _load_tokenizer(tokenizer_json: str) -> Any:
     return Tokenizer.from_file(tokenizer_json)
 
 
-def token_counter(model_dir: Path | None = None) -> TokenCounter:
-    if model_dir is None:
-        from inference.prepare import locate_model_dir
-
-        model_dir = locate_model_dir()
-    tokenizer_json = model_dir / "tokenizer.json" if model_dir else None
-    if tokenizer_json is None or not tokenizer_json.is_file():
+def token_counter(model_dir: Path | None) -> TokenCounter:
+    """Exact counts from the model's tokenizer, or an estimate while it is not prepared."""
+    tokenizer_json = tokenizer_file(model_dir)
+    if tokenizer_json is None:
         logger.warning("no prepared tokenizer found; estimating prompt tokens from characters")
         return TokenCounter(None)
     return TokenCounter(_load_tokenizer(str(tokenizer_json)))
-
-
-def configured_kind(model_dir: Path | None = None) -> ModelKind:
-    from inference.prepare import locate_model_dir, model_kind
-
-    model_dir = model_dir or locate_model_dir()
-    if model_dir is None:
-        forced = os.environ.get("INFERENCE_MODEL_KIND", "").strip().lower()
-        return "instruct" if forced == "instruct" else "base"
-    return model_kind(model_dir)
-
-
-def prompt_budget() -> int:
-    return int(os.environ.get("INFERENCE_PROMPT_BUDGET", DEFAULT_PROMPT_BUDGET))
 
 
 def build_prompt(

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from inference.prompts import DONT_KNOW, Source
+from chatbot.answering.prompts import DONT_KNOW, Source
 
 FALLBACK_INTRO = "I could not produce a reliable answer from the model."
 QUOTE_CHARS = 300

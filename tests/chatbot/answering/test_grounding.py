@@ -1,5 +1,5 @@
-from inference.grounding import check_answer, cited_indices, key_figures
-from inference.prompts import Source
+from chatbot.answering.grounding import check_answer, cited_indices, key_figures
+from chatbot.answering.prompts import Source
 
 SOURCES = [
     Source(

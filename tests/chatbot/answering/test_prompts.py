@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from inference.prompts import (
+from chatbot.answering.prompts import (
     BASE_STOP,
     QuestionTooLong,
     Source,

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chatbot import embedded
+from config import embedded
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = embedded.BASE_DIR
 
 
 def _manage(*args: str) -> None:
@@ -43,7 +43,7 @@ def _seed_demo_once() -> None:
 
 
 def main() -> int:
-    os.environ.setdefault("DATA_DIR", str(ROOT / "var"))
+    os.environ["DATA_DIR"] = str(embedded.data_dir())
     os.environ.setdefault("PORT", "8000")
     os.environ.setdefault("INFERENCE_PORT", "8001")
     if os.environ.get("INFERENCE_URL"):

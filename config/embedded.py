@@ -18,10 +18,12 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DEFAULT_REDIS_PORT = 6380
+BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def data_dir() -> Path:
-    path = Path(os.environ.get("DATA_DIR", "var")).resolve()
+    """DATA_DIR, or var/ in the repository: the one place its default is decided."""
+    path = Path(os.environ.get("DATA_DIR") or BASE_DIR / "var").resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

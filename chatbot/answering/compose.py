@@ -1,46 +1,40 @@
-"""Answer a user's question from the documents that user may see.
+"""How an answer is composed from passages a search already scoped to the user.
 
-The web process and the Slack integration call these; generation happens in the inference
+Which passages reach the model, the prompt, reading the model's streamed output into text
+and citations, the grounding check and its fallback. Generation happens in the inference
 process over HTTP (no torch here). Errors: InferenceUnavailable when the inference server
 is down or not ready, QuestionTooLong when the question alone exceeds the prompt budget.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from inference.client import CompletionStream, InferenceClient
-from inference.grounding import check_answer, fallback
-from inference.prompts import (
+from django.conf import settings
+
+from chatbot.answering.grounding import check_answer, fallback
+from chatbot.answering.prompts import (
     NO_SOURCE_MARKER,
     Prompt,
     Source,
     TokenCounter,
     Turn,
     build_prompt,
-    configured_kind,
-    prompt_budget,
     token_counter,
 )
+from chatbot.citations import Citation
+from inference.client import CompletionStream, InferenceClient
+from inference.model_files import ModelKind, locate_model_dir, model_kind
 
 NOT_FOUND_ANSWER = "I could not find this in the documents you have access to."
 SNIPPET_CHARS = 240
 _LEADING_MARKER = re.compile(r"^\s*\[\s*(none|\d+(?:\s*,\s*\d+)*)\s*\]\s*", re.IGNORECASE)
 _MARKER_SCAN_CHARS = 16
-
-
-@dataclass(frozen=True)
-class Citation:
-    index: int
-    document_id: int
-    title: str
-    chunk_id: int
-    snippet: str
 
 
 @dataclass(frozen=True)
@@ -69,26 +63,18 @@ class AnswerEvent:
     answer: Answer
 
 
-def answer_question(*, user: Any, question: str, history: Sequence = (), k: int = 5) -> Answer:
-    for event in answer_question_stream(user=user, question=question, history=history, k=k):
-        if isinstance(event, AnswerEvent):
-            return event.answer
-    raise AssertionError("answer_question_stream ended without an answer")
+def model_dir() -> Path | None:
+    """The prepared model's directory, for its tokenizer and kind; None while it is absent
+    (an external server: counts are estimated and the kind comes from settings)."""
+    return locate_model_dir(data_dir=settings.DATA_DIR, override=settings.INFERENCE_MODEL)
 
 
-def answer_question_stream(
-    *, user: Any, question: str, history: Sequence = (), k: int = 5
-) -> Iterator[TokenEvent | AnswerEvent]:
-    """Retrieve within ``user``'s scope, then stream a grounded answer.
+def configured_kind() -> ModelKind:
+    return model_kind(model_dir(), forced=settings.INFERENCE_MODEL_KIND)
 
-    Only text returned by knowledge.selectors.chunk_search (the access choke point) for this
-    user reaches the prompt, the answer or the citations.
-    """
-    from knowledge.selectors import chunk_search
 
-    started = time.monotonic()
-    hits = chunk_search(user=user, query=question, k=k)
-    yield from answer_from_hits(question=question, hits=hits, history=history, started=started)
+def inference_client() -> InferenceClient:
+    return InferenceClient(base_url=settings.INFERENCE_URL, model=settings.INFERENCE_MODEL_NAME)
 
 
 def answer_from_hits(
@@ -112,10 +98,10 @@ def answer_from_hits(
         sources=sources,
         history=_turns(history),
         kind=kind or configured_kind(),
-        counter=counter or token_counter(),
-        budget_tokens=prompt_budget(),
+        counter=counter or token_counter(model_dir()),
+        budget_tokens=settings.INFERENCE_PROMPT_BUDGET,
     )
-    client = client or InferenceClient()
+    client = client or inference_client()
     stream = _start(client, prompt)
     reader = _AnswerReader(prompt.answer_prefix)
     for delta in stream:
@@ -124,25 +110,28 @@ def answer_from_hits(
     if text := reader.flush():
         yield TokenEvent(text)
     yield AnswerEvent(
-        _finish(question=question, prompt=prompt, reader=reader, stream=stream, started=started)
+        _finish(
+            question=question,
+            prompt=prompt,
+            reader=reader,
+            stream=stream,
+            started=started,
+            scores={hit.chunk_id: getattr(hit, "score", 0.0) for hit in hits},
+        )
     )
-
-
-# Below this cosine similarity to the question a passage is unrelated to it (MiniLM scores
-# unrelated text around 0.0-0.25; the demo's answering passages score 0.41-0.77).
-MIN_SIMILARITY = float(os.environ.get("ANSWER_MIN_SIMILARITY", "0.25"))
 
 
 def relevant_hits(hits: Sequence[Any]) -> list[Any]:
     """Hits worth showing the model. Retrieval already ranks within the user's scope; a
     hit with no text, a non-positive fused score, or a similarity to the question below
-    MIN_SIMILARITY carries nothing to answer from."""
+    settings.ANSWER_MIN_SIMILARITY carries nothing to answer from."""
+    floor = settings.ANSWER_MIN_SIMILARITY
     return [
         hit
         for hit in hits
         if (hit.text or "").strip()
         and getattr(hit, "score", 1) > 0
-        and (getattr(hit, "similarity", None) is None or hit.similarity >= MIN_SIMILARITY)
+        and (getattr(hit, "similarity", None) is None or hit.similarity >= floor)
     ]
 
 
@@ -215,6 +204,7 @@ def _finish(
     reader: _AnswerReader,
     stream: CompletionStream,
     started: float,
+    scores: dict[int, float],
 ) -> Answer:
     completion = stream.completion
     result = check_answer(answer=reader.text, sources=prompt.sources, question=question)
@@ -222,21 +212,25 @@ def _finish(
         # "[none]" and then citing a source contradicts itself.
         result = fallback(question=question, sources=prompt.sources, reason="contradictory")
     by_index = {source.index: source for source in prompt.sources}
-    citations = [_citation(by_index[i], result) for i in result.cited if i in by_index]
+    citations = [
+        _citation(by_index[i], result, score=scores.get(by_index[i].chunk_id, 0.0))
+        for i in result.cited
+        if i in by_index
+    ]
     return Answer(
         text=result.text,
         citations=citations,
         model=completion.model if completion else "",
         prompt_tokens=(completion.prompt_tokens if completion else 0) or prompt.prompt_tokens,
         completion_tokens=completion.completion_tokens if completion else 0,
-        latency_ms=_elapsed_ms(started),
+        latency_ms=elapsed_ms(started),
         fallback_used=result.fallback_used,
         grounded=result.grounded,
         sources_shown=[source.chunk_id for source in prompt.sources],
     )
 
 
-def _citation(source: Source, result: Any) -> Citation:
+def _citation(source: Source, result: Any, *, score: float) -> Citation:
     snippet = source.text
     if result.fallback_used and '"' in result.text:
         snippet = result.text.split('"', 1)[1].rsplit('"', 1)[0]
@@ -248,6 +242,7 @@ def _citation(source: Source, result: Any) -> Citation:
         title=source.title,
         chunk_id=source.chunk_id,
         snippet=snippet,
+        score=score,
     )
 
 
@@ -258,7 +253,7 @@ def _not_found(started: float) -> Answer:
         model="",
         prompt_tokens=0,
         completion_tokens=0,
-        latency_ms=_elapsed_ms(started),
+        latency_ms=elapsed_ms(started),
         fallback_used=False,
         grounded=True,
         sources_shown=[],
@@ -290,5 +285,5 @@ def _turns(history: Sequence) -> list[Turn]:
     return [turn for turn in turns if turn.role in ("user", "assistant") and turn.content]
 
 
-def _elapsed_ms(started: float) -> int:
+def elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)

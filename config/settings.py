@@ -1,18 +1,19 @@
-"""Settings, all read from the environment with defaults that work embedded.
+"""Settings: the one place the web and worker processes read the environment.
 
-DATABASE_URL and REDIS_URL point at external servers; when unset, the entry points
-(manage.py, asgi, celery) start the embedded ones first (chatbot.embedded).
+Every default works embedded. DATABASE_URL and REDIS_URL point at external servers; when
+unset, the entry points (manage.py, asgi, wsgi) start the embedded ones first
+(config.embedded), which sets both before this module is read.
 """
 
 from pathlib import Path
 
 import environ
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from config.embedded import data_dir
 
 env = environ.Env()
 
-DATA_DIR = Path(env("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATA_DIR = data_dir()
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY", default="")
@@ -59,9 +60,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "chatbot.urls"
-WSGI_APPLICATION = "chatbot.wsgi.application"
-ASGI_APPLICATION = "chatbot.asgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -128,7 +129,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "chatbot.exceptions.api_exception_handler",
+    "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -168,9 +169,16 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 RETRIEVAL_EXACT_THRESHOLD = env.int("RETRIEVAL_EXACT_THRESHOLD", default=8000)
 RETRIEVAL_MAX_K = 50
 
-# Inference: an OpenAI-compatible server (the embedded `transformers serve` by default).
+# Inference: an OpenAI-compatible server (this project's inference.server by default).
 INFERENCE_PORT = env.int("INFERENCE_PORT", default=8001)
 INFERENCE_URL = env("INFERENCE_URL", default=f"http://127.0.0.1:{INFERENCE_PORT}")
+# The model name sent with each request (vLLM and TGI check it against what they serve).
+INFERENCE_MODEL_NAME = env("INFERENCE_MODEL_NAME", default="default")
+# A local model directory replacing the packaged default; the web side reads only its
+# tokenizer (prompt budgets) and whether it is a base or an instruct model.
+INFERENCE_MODEL = env("INFERENCE_MODEL", default="")
+INFERENCE_MODEL_KIND = env("INFERENCE_MODEL_KIND", default="")  # base or instruct; detected
+INFERENCE_PROMPT_BUDGET = env.int("INFERENCE_PROMPT_BUDGET", default=2048)
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -197,6 +205,9 @@ CHAT_MAX_QUESTION_CHARS = env.int("CHAT_MAX_QUESTION_CHARS", default=2000)
 CHAT_RETRIEVAL_K = env.int("CHAT_RETRIEVAL_K", default=5)
 # Earlier messages (user + assistant) given to the model for a follow-up question.
 CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=6)
+# Below this cosine similarity to the question a passage is unrelated to it and never reaches
+# the model (MiniLM scores unrelated text around 0.0-0.25; the demo's answers 0.41-0.77).
+ANSWER_MIN_SIMILARITY = env.float("ANSWER_MIN_SIMILARITY", default=0.25)
 
 # Per-user rate limits (DRF scoped throttles; a view opts in with throttle_scope). Counted in
 # Redis so that every web process shares one count. Format: "<n>/<second|minute|hour|day>".
@@ -212,5 +223,5 @@ CACHES[THROTTLE_CACHE_ALIAS] = {
     "TIMEOUT": 3600,
     "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
 }
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["chatbot.throttling.UserScopedRateThrottle"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["config.throttling.UserScopedRateThrottle"]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = THROTTLE_RATES

@@ -1,0 +1,97 @@
+"""Answers composed from search hits, with the real default model behind the real server."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from chatbot.answering.compose import NOT_FOUND_ANSWER, AnswerEvent, TokenEvent, answer_from_hits
+from inference.client import InferenceClient
+
+pytestmark = pytest.mark.model
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: int
+    document_id: int
+    title: str
+    text: str
+    heading: str = ""
+    page: int | None = None
+    position: int = 0
+    score: float = 0.03
+    similarity: float | None = None
+
+
+HOTEL_HITS = [
+    Hit(
+        11,
+        1,
+        "Travel policy",
+        "Hotel costs are reimbursed up to 140 EUR per night in Germany "
+        "and 180 EUR per night in London. Breakfast is included.",
+    ),
+    Hit(12, 2, "Expense rules", "Receipts must be submitted within 30 days of the trip."),
+]
+
+
+def test_answer_found_in_the_sources_has_the_figure_and_a_valid_citation(inference_url, counter):
+    client = InferenceClient(base_url=inference_url)
+
+    events = list(
+        answer_from_hits(
+            question="How much is reimbursed per night for a hotel in London?",
+            hits=HOTEL_HITS,
+            client=client,
+            counter=counter,
+            kind="base",
+        )
+    )
+
+    answer = events[-1].answer
+    assert isinstance(events[-1], AnswerEvent)
+    assert "180" in answer.text and "[1]" in answer.text
+    assert answer.grounded and not answer.fallback_used
+    assert [(c.index, c.chunk_id, c.document_id) for c in answer.citations] == [(1, 11, 1)]
+    assert "180 EUR per night in London" in answer.citations[0].snippet
+    streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    assert "180" in streamed and "[none]" not in streamed
+    assert answer.model == "gemma3-270m"
+    assert answer.prompt_tokens > 200 and 0 < answer.completion_tokens <= 160
+    assert answer.sources_shown == [11, 12]
+
+
+def test_no_hits_answers_without_calling_the_model(counter):
+    # A client pointing nowhere: calling the model would raise InferenceUnavailable.
+    client = InferenceClient(base_url="http://127.0.0.1:9", retries=0)
+
+    events = list(
+        answer_from_hits(
+            question="Who is the CEO?", hits=[], client=client, counter=counter, kind="base"
+        )
+    )
+
+    assert [type(e) for e in events] == [AnswerEvent]
+    assert events[0].answer.text == NOT_FOUND_ANSWER
+    assert events[0].answer.citations == [] and events[0].answer.sources_shown == []
+
+
+def test_only_unrelated_hits_answer_not_found_without_calling_the_model(counter):
+    client = InferenceClient(base_url="http://127.0.0.1:9", retries=0)
+    unrelated = [
+        Hit(21, 3, "Canteen menu", "Soup of the day is tomato.", similarity=0.08),
+        Hit(22, 3, "Canteen menu", "The canteen opens at noon.", similarity=0.12),
+    ]
+
+    events = list(
+        answer_from_hits(
+            question="What torque applies to the propeller bolts?",
+            hits=unrelated,
+            client=client,
+            counter=counter,
+            kind="base",
+        )
+    )
+
+    assert [type(e) for e in events] == [AnswerEvent]
+    assert events[0].answer.text == NOT_FOUND_ANSWER
