@@ -26,12 +26,13 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+# The browser tests drive Debian's Chromium (Playwright cannot download browsers here); without
+# it they fail rather than skip, so a missing browser never passes silently.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium is missing and cannot be installed here: browser tests will be skipped"; fi; }
+	  else echo "chromium is missing and cannot be installed here: the browser tests will fail"; fi; }
 
 test: install lint chromium
 	$(PY) -m pytest

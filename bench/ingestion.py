@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -69,12 +67,7 @@ def render(kind: str, sections: list[tuple[str, str]]) -> bytes:
 def start_stack() -> Path:
     from config import embedded
 
-    root = Path(tempfile.mkdtemp(prefix="chatbot-bench-"))
-    os.environ["DATA_DIR"] = str(root)
-    os.environ["DATABASE_URL"] = embedded.start_postgres(root=root)
-    os.environ["REDIS_URL"] = embedded.start_redis(
-        root=root, port=embedded.free_port(), persist=False
-    )
+    root = embedded.start_scratch_stack(prefix="chatbot-bench-")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
@@ -168,9 +161,7 @@ def main():
         connections.close_all()
         from config import embedded
 
-        embedded.stop_redis(root=root)
-        embedded.stop_postgres(root=root)
-        shutil.rmtree(root, ignore_errors=True)
+        embedded.stop_scratch_stack(root)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from unittest import mock
@@ -42,11 +40,8 @@ def start_database() -> Path | None:
         return None
     from config import embedded
 
-    root = Path(tempfile.mkdtemp(prefix="chatbot-bench-"))
-    os.environ["DATA_DIR"] = str(root)
-    os.environ["DATABASE_URL"] = embedded.start_postgres(root=root)
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:1/0")  # not used here
-    return root
+    return embedded.start_scratch_stack(prefix="chatbot-bench-", redis=False)
 
 
 def setup_django():
@@ -325,8 +320,7 @@ def main():
             connections.close_all()
             from config import embedded
 
-            embedded.stop_postgres(root=root)
-            shutil.rmtree(root, ignore_errors=True)
+            embedded.stop_scratch_stack(root)
 
 
 if __name__ == "__main__":

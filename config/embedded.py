@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -138,3 +140,20 @@ def stop_services() -> None:
     root = data_dir()
     stop_redis(root=root)
     stop_postgres(root=root)
+
+
+def start_scratch_stack(*, prefix: str, redis: bool = True) -> Path:
+    """A throwaway PostgreSQL (and Redis) in a new temporary DATA_DIR, for a test session or
+    a benchmark. Sets DATA_DIR, DATABASE_URL and REDIS_URL; stop_scratch_stack removes it."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["DATA_DIR"] = str(root)
+    os.environ["DATABASE_URL"] = start_postgres(root=root)
+    if redis:
+        os.environ["REDIS_URL"] = start_redis(root=root, port=free_port(), persist=False)
+    return root
+
+
+def stop_scratch_stack(root: Path) -> None:
+    stop_redis(root=root)
+    stop_postgres(root=root)
+    shutil.rmtree(root, ignore_errors=True)

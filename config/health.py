@@ -1,10 +1,14 @@
+"""GET /healthz: 200 when the database, the broker and the model server are all usable,
+else 503 naming what is down. Reads nothing a user could not know."""
+
 import socket
 from urllib.parse import urlparse
 
-import httpx
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+
+from inference.client import InferenceClient
 
 
 def _database_ok() -> bool:
@@ -25,25 +29,11 @@ def _tcp_ok(url: str) -> bool:
         return False
 
 
-def _inference_ok(url: str) -> bool:
-    """Ready, not merely listening: our server answers /health 200 only once warmed up;
-    other OpenAI-compatible servers (vLLM, TGI) have /health or at least /v1/models."""
-    base = url.rstrip("/")
-    try:
-        with httpx.Client(timeout=1.0) as client:
-            response = client.get(f"{base}/health")
-            if response.status_code == 404:
-                response = client.get(f"{base}/v1/models")
-        return response.status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def healthz(request):
     checks = {
         "database": _database_ok(),
         "broker": _tcp_ok(settings.REDIS_URL),
-        "inference": _inference_ok(settings.INFERENCE_URL),
+        "inference": InferenceClient(base_url=settings.INFERENCE_URL).is_ready(timeout=1.0),
     }
     body = {name: "ok" if ok else "down" for name, ok in checks.items()}
     down = [name for name, ok in checks.items() if not ok]

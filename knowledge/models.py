@@ -6,8 +6,7 @@ from django.db import models
 from pgvector.django import HnswIndex, VectorField
 
 from accounts.models import Role
-
-EMBEDDING_DIMENSIONS = 384
+from knowledge.embeddings import DIMENSIONS as EMBEDDING_DIMENSIONS
 
 
 class Document(models.Model):

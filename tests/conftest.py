@@ -1,17 +1,14 @@
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import psutil
 import pytest
 from django.core.cache import cache
 
-from tests.processes import stop_process
+from tests.processes import free_port, http_answers, session_database_url, stop_process, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -39,13 +36,13 @@ class CeleryWorker:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while b" ready." not in self.log_path.read_bytes():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "Celery worker did not start:\n" + self.log_path.read_text()[-4000:]
-                )
-            time.sleep(0.2)
+        wait_until(
+            lambda: b" ready." in self.log_path.read_bytes(),
+            process=self.process,
+            log_path=self.log_path,
+            timeout=timeout,
+            what="Celery worker",
+        )
 
     def pool_children(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
@@ -62,12 +59,8 @@ class CeleryWorker:
 
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    from django.db import connection
-
-    # The same server as the session's DATABASE_URL, but the test database pytest-django made.
-    url = urlsplit(os.environ["DATABASE_URL"])
     env = dict(os.environ)
-    env["DATABASE_URL"] = urlunsplit(url._replace(path="/" + connection.settings_dict["NAME"]))
+    env["DATABASE_URL"] = session_database_url()
     env["INGEST_EMBED_BATCH"] = "16"
     worker = CeleryWorker(env, tmp_path_factory.mktemp("celery") / "worker.log")
     worker.start()
@@ -102,12 +95,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVER_READY_TIMEOUT_S = 300
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     from inference.model_files import default_model_dir
@@ -128,7 +115,7 @@ def counter(model_dir):
 
 @pytest.fixture(scope="session")
 def inference_url(model_dir, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("inference") / "server.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [sys.executable, "-m", "inference.server", "--port", str(port)]
@@ -137,21 +124,13 @@ def inference_url(model_dir, tmp_path_factory):
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_ready(url, process, log_path)
+        wait_until(
+            http_answers(f"{url}/health"),
+            process=process,
+            log_path=log_path,
+            timeout=SERVER_READY_TIMEOUT_S,
+            what="inference server",
+        )
         yield url
     finally:
         stop_process(process)
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"inference server exited early:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"inference server not ready after {SERVER_READY_TIMEOUT_S}s")

@@ -6,8 +6,6 @@ run the suite against external servers instead.
 """
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,22 +19,13 @@ def pytest_load_initial_conftests(early_config, parser, args):
         return
     from config import embedded
 
-    root = Path(tempfile.mkdtemp(prefix="chatbot-test-"))
-    os.environ["DATA_DIR"] = str(root)
     os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789")
-    os.environ["DATABASE_URL"] = embedded.start_postgres(root=root)
-    _started["root"] = root
-    os.environ["REDIS_URL"] = embedded.start_redis(
-        root=root, port=embedded.free_port(), persist=False
-    )
+    _started["root"] = embedded.start_scratch_stack(prefix="chatbot-test-")
 
 
 def pytest_unconfigure(config):
     root = _started.pop("root", None)
-    if root is None:
-        return
-    from config import embedded
+    if root is not None:
+        from config import embedded
 
-    embedded.stop_redis(root=root)
-    embedded.stop_postgres(root=root)
-    shutil.rmtree(root, ignore_errors=True)
+        embedded.stop_scratch_stack(root)

@@ -1,4 +1,61 @@
+"""The servers the tests start: free ports, the test database's URL, waiting and stopping."""
+
+from __future__ import annotations
+
+import os
 import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from config.embedded import free_port
+
+__all__ = ["free_port", "http_answers", "session_database_url", "stop_process", "wait_until"]
+
+
+def session_database_url() -> str:
+    """The session's DATABASE_URL, but naming the database pytest-django created, for the
+    worker and web processes the tests start."""
+    from django.db import connection
+
+    url = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(url._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+def http_answers(url: str, *, status: int | None = 200) -> Callable[[], bool]:
+    """A readiness check: ``url`` answers (with ``status``, unless None)."""
+
+    def check() -> bool:
+        try:
+            response = httpx.get(url, timeout=2)
+        except httpx.HTTPError:
+            return False
+        return status is None or response.status_code == status
+
+    return check
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    process: subprocess.Popen,
+    log_path: Path,
+    timeout: float,
+    what: str,
+) -> None:
+    """Poll ``ready`` until it holds; fail with the process's log if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited early:\n{log_path.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{what} not ready after {timeout}s:\n{log_path.read_text()[-4000:]}"
+            )
+        time.sleep(0.3)
 
 
 def stop_process(process: subprocess.Popen, *, timeout: float = 20) -> None:

@@ -6,17 +6,13 @@ download browsers here. Tests using these fixtures are marked `browser`.
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pytest
 
-from tests.processes import stop_process
+from tests.processes import free_port, http_answers, session_database_url, stop_process, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "test-output" / "screenshots"
@@ -27,22 +23,13 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def web_server(django_db_setup, django_db_blocker, inference_url, model_dir, tmp_path_factory):
     """The web process under uvicorn, on the database pytest-django created for this session."""
-    from django.db import connection
-
-    url = urlsplit(os.environ["DATABASE_URL"])
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": urlunsplit(url._replace(path="/" + connection.settings_dict["NAME"])),
+        "DATABASE_URL": session_database_url(),
         "DB_CONN_MAX_AGE": "0",  # no connection outlives a request: the test DB can be dropped
         "INFERENCE_URL": inference_url,
         "INFERENCE_MODEL": str(model_dir),
@@ -55,17 +42,8 @@ def web_server(django_db_setup, django_db_blocker, inference_url, model_dir, tmp
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited:\n{log_path.read_text()}")
-            try:
-                httpx.get(f"{base}/accounts/login/", timeout=2)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn not ready:\n{log_path.read_text()}") from None
-                time.sleep(0.3)
+        ready = http_answers(f"{base}/accounts/login/", status=None)
+        wait_until(ready, process=process, log_path=log_path, timeout=60, what="uvicorn")
         yield base
     finally:
         stop_process(process)

@@ -234,3 +234,28 @@ def test_an_event_stream_client_gets_errors_as_an_event():
 
     assert response.status_code == 400
     assert response.content.decode().startswith("event: error\ndata: ")
+
+
+def test_one_chat_request_reads_the_users_roles_once(model_down, staff_role, travel_policy):
+    # History re-checks, retrieval and the audit record share one Scope, so the audit names
+    # exactly the role set retrieval used.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    reader = factories.user(roles=[staff_role, factories.role("hr")])
+    conversation, _ = stored_answer(owner=reader, document=travel_policy)
+    client = factories.api_client(reader)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(
+            "/api/v1/chat/",
+            {"message": "What is the hotel limit in London?", "conversation_id": conversation.pk},
+            format="json",
+        )
+
+    assert response.status_code == 503  # retrieval ran; the model is down
+    role_reads = [q["sql"] for q in queries.captured_queries if "accounts_user_roles" in q["sql"]]
+    assert len(role_reads) == 1, role_reads
+    audit = AnswerAudit.objects.get()
+    assert audit.role_ids == sorted(r.pk for r in reader.roles.all())
+    assert [entry["document_id"] for entry in audit.retrieved] == [travel_policy.pk]

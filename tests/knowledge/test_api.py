@@ -1,5 +1,8 @@
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
+from accounts.selectors import user_scope
+from knowledge.retrieval import chunk_search
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +73,27 @@ def test_chunk_detail_is_scoped(setup):
     other = memo.chunks.first()
     hidden = client.get(f"/api/v1/chunks/{other.pk}/")
     assert hidden.status_code == 404 and "Case" not in hidden.content.decode()
+
+
+def test_a_rejected_file_leaves_a_patch_with_nothing_changed(setup):
+    finance, _, report, _ = setup
+    staff = factories.api_client(factories.user(is_staff=True))
+    finance_reader = factories.user(roles=[finance])
+    url = f"/api/v1/documents/{report.pk}/"
+
+    response = staff.patch(
+        url,
+        {"roles": "legal", "title": "Renamed", "file": SimpleUploadedFile("tool.exe", b"MZ...")},
+        format="multipart",
+    )
+
+    assert response.status_code == 415
+    report.refresh_from_db()
+    assert [r.name for r in report.roles.all()] == ["finance"] and report.title == "Q3 report"
+    hits = chunk_search(scope=user_scope(user=finance_reader), query="Q3 revenue", k=5)
+    assert [h.document_id for h in hits] == [report.pk]
+
+    response = staff.patch(url, {"roles": ["legal"], "title": "Renamed"}, format="json")
+
+    assert response.status_code == 200 and response.json()["roles"] == ["legal"]
+    assert chunk_search(scope=user_scope(user=finance_reader), query="Q3 revenue", k=5) == []
