@@ -46,6 +46,10 @@ def user_scope(*, user: User) -> Scope:
     )
 
 
+def username_taken(*, username: str) -> bool:
+    return User.objects.filter(username=username).exists()
+
+
 def role_list() -> QuerySet[Role]:
     return Role.objects.all()
 

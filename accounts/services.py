@@ -11,6 +11,11 @@ def role_create(*, name: str, description: str = "") -> Role:
     return Role.objects.create(name=name, description=description)
 
 
+def role_ensure(*, name: str, description: str = "") -> Role:
+    """The role with this name, created with ``description`` if it does not exist yet."""
+    return Role.objects.get_or_create(name=name, defaults={"description": description})[0]
+
+
 @transaction.atomic
 def role_update(*, role: Role, name: str | None = None, description: str | None = None) -> Role:
     if name is not None:

@@ -5,8 +5,8 @@ from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts.models import Role, User
-from accounts.services import user_create
+from accounts.selectors import roles_by_names, username_taken
+from accounts.services import role_ensure, user_create
 from knowledge import demo
 from knowledge.services import document_upload
 
@@ -20,11 +20,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         for name, description in demo.ROLES:
-            Role.objects.get_or_create(name=name, defaults={"description": description})
+            role_ensure(name=name, description=description)
         passwords = self._passwords()
         with transaction.atomic():
             for spec in demo.USERS:
-                if User.objects.filter(username=spec["username"]).exists():
+                if username_taken(username=spec["username"]):
                     continue
                 user_create(
                     username=spec["username"],
@@ -37,7 +37,7 @@ class Command(BaseCommand):
                 )
         queued = 0
         for document in demo.documents():
-            roles = list(Role.objects.filter(name__in=document.roles))
+            roles = roles_by_names(names=document.roles)
             _, created = document_upload(
                 file=ContentFile(document.data, name=document.filename),
                 roles=roles,
