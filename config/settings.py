@@ -94,6 +94,9 @@ if env.bool("DB_POOL", default=True):
 _db_options["options"] = "-c jit=off"
 
 AUTH_USER_MODEL = "accounts.User"
+# The password `make run` gives the `admin` superuser it creates on first start; generated
+# and printed when unset.
+ADMIN_PASSWORD = env("ADMIN_PASSWORD", default="")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

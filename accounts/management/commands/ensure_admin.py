@@ -1,6 +1,6 @@
-import os
 import secrets
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from accounts.models import User
@@ -13,9 +13,9 @@ class Command(BaseCommand):
         if User.objects.filter(username="admin").exists():
             self.stdout.write("Superuser 'admin' already exists.")
             return
-        password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        password = settings.ADMIN_PASSWORD or secrets.token_urlsafe(12)
         User.objects.create_superuser(username="admin", email="", password=password)
-        if os.environ.get("ADMIN_PASSWORD"):
+        if settings.ADMIN_PASSWORD:
             self.stdout.write(
                 self.style.SUCCESS("Created superuser 'admin' (password from ADMIN_PASSWORD).")
             )
