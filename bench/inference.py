@@ -31,6 +31,7 @@ from chatbot.answering.prompts import Source, build_prompt, token_counter
 from inference.client import InferenceClient
 from inference.prepare import prepared_model_dir
 
+ROOT = Path(__file__).resolve().parents[1]
 TARGET_PROMPT_TOKENS = 800
 SENTENCES = [
     "Hotel costs are reimbursed up to {a} EUR per night in category {i} cities.",
@@ -134,13 +135,16 @@ def in_process_runs(model_dir: Path, prompt: str, new_tokens: int, repeats: int)
     return runs
 
 
-def start_server() -> tuple[str, subprocess.Popen]:
+def start_server(model_dir: Path) -> tuple[str, subprocess.Popen]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "inference.server", "--port", str(port), "--log-level", "warning"],
-        cwd=Path(__file__).resolve().parents[1],
+        [
+            *(sys.executable, "-m", "inference.server", "--port", str(port)),
+            *("--log-level", "warning", "--model-dir", str(model_dir)),
+        ],
+        cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -169,16 +173,18 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("DATA_DIR") or ROOT / "var")
+    parser.add_argument("--model", default=os.environ.get("INFERENCE_MODEL", ""))
     args = parser.parse_args()
     # Turn SIGTERM (e.g. from `timeout`) into an exit that still stops the server we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    model_dir = prepared_model_dir()
+    model_dir = prepared_model_dir(data_dir=args.data_dir.resolve(), override=args.model)
     prompt, prompt_tokens = rag_prompt(model_dir)
     process = None
     url = args.url
     if not url:
-        url, process = start_server()
+        url, process = start_server(model_dir)
     try:
         client = InferenceClient(base_url=url, read_timeout=600)
         http_run(client, prompt, 4)  # make sure nothing cold is measured
