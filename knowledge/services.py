@@ -171,11 +171,6 @@ def _store_replacement_file(*, document: Document, file, name: str, content_hash
         transaction.on_commit(lambda: storage.delete(old_name))
 
 
-def document_replace_file(*, document: Document, file) -> Document:
-    """Swap in a new file; the old chunks stay searchable until the new ones commit."""
-    return document_update(document=document, file=file)
-
-
 def document_update(
     *,
     document: Document,
