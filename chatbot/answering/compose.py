@@ -69,8 +69,8 @@ def model_dir() -> Path | None:
     return locate_model_dir(data_dir=settings.DATA_DIR, override=settings.INFERENCE_MODEL)
 
 
-def configured_kind() -> ModelKind:
-    return model_kind(model_dir(), forced=settings.INFERENCE_MODEL_KIND)
+def configured_kind(directory: Path | None) -> ModelKind:
+    return model_kind(directory, forced=settings.INFERENCE_MODEL_KIND)
 
 
 def inference_client() -> InferenceClient:
@@ -89,16 +89,18 @@ def answer_from_hits(
 ) -> Iterator[TokenEvent | AnswerEvent]:
     """Stream an answer from already-authorised search hits (best first)."""
     started = time.monotonic() if started is None else started
-    if not relevant_hits(hits):
+    relevant = relevant_hits(hits)
+    if not relevant:
         yield AnswerEvent(_not_found(started))
         return
-    sources = [_source(index, hit) for index, hit in enumerate(relevant_hits(hits), start=1)]
+    sources = [_source(index, hit) for index, hit in enumerate(relevant, start=1)]
+    directory = model_dir() if kind is None or counter is None else None
     prompt = build_prompt(
         question=question,
         sources=sources,
         history=_turns(history),
-        kind=kind or configured_kind(),
-        counter=counter or token_counter(model_dir()),
+        kind=kind or configured_kind(directory),
+        counter=counter or token_counter(directory),
         budget_tokens=settings.INFERENCE_PROMPT_BUDGET,
     )
     client = client or inference_client()
