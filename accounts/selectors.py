@@ -25,9 +25,6 @@ class Scope:
         if self._minted_by is not _MINTED_HERE:
             raise TypeError("a Scope comes only from accounts.selectors.user_scope")
 
-    def __bool__(self) -> bool:
-        return bool(self.role_ids)
-
 
 def user_scope(*, user: User) -> Scope:
     """The user's roles, read fresh from the database: the one reader of a user's roles.

@@ -44,7 +44,7 @@ def access_document_for_management_unchecked(*, document_id: int) -> Document:
 def visible_document_ids(*, scope: Scope, document_ids: Iterable[int]) -> set[int]:
     """The subset of document_ids the scope may see now."""
     ids = set(document_ids)
-    if not ids or not scope:
+    if not ids or not scope.role_ids:
         return set()
     visible = document_list_for_user(scope=scope).filter(pk__in=ids)
     return set(visible.values_list("pk", flat=True))
@@ -52,7 +52,7 @@ def visible_document_ids(*, scope: Scope, document_ids: Iterable[int]) -> set[in
 
 def access_chunk(*, scope: Scope, chunk_id: int) -> SearchHit:
     """One passage if it overlaps the scope's roles, else Http404 (never 403)."""
-    if not scope:
+    if not scope.role_ids:
         raise Http404("No passage with this id.")
     with connection.cursor() as cursor:
         cursor.execute(
@@ -72,7 +72,7 @@ def access_chunk(*, scope: Scope, chunk_id: int) -> SearchHit:
 def visible_chunk_ids(*, scope: Scope, chunk_ids: Iterable[int]) -> set[int]:
     """The subset of chunk_ids the scope may see now (conversation history re-checks these)."""
     ids = list(set(chunk_ids))
-    if not scope or not ids:
+    if not scope.role_ids or not ids:
         return set()
     with connection.cursor() as cursor:
         cursor.execute(
