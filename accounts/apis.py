@@ -1,19 +1,20 @@
 from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
-from rest_framework.exceptions import AuthenticationFailed, ValidationError
-from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.exceptions import APIException, AuthenticationFailed, ValidationError
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import services
+from accounts import policy, services
 from accounts.models import Role, User
-from accounts.selectors import UnknownRoles, role_list
+from accounts.policy import ManagementDenied, actor_for
+from accounts.selectors import UnknownRoles, role_list, roles_by_names, users_by_usernames
 
 
 class TokenObtainApi(APIView):
@@ -56,63 +57,128 @@ class MeApi(APIView):
 
 
 class RoleSerializer(serializers.ModelSerializer):
+    managers = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
+
     class Meta:
         model = Role
-        fields = ["id", "name", "description"]
+        fields = ["id", "name", "description", "managers"]
+
+
+def _actor_who(request, allowed, message: str):
+    """The request's Actor, or a 403 when ``allowed(actor)`` is false (checked before the
+    body is parsed)."""
+    actor = actor_for(user=request.user)
+    if not allowed(actor):
+        raise ManagementDenied(message)
+    return actor
+
+
+class RoleConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
 
 
 class RoleListApi(APIView):
-    permission_classes = [IsAdminUser]
-
     class RoleCreateSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=64)
         description = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
     @extend_schema(responses=RoleSerializer(many=True))
     def get(self, request):
-        return Response(RoleSerializer(role_list(), many=True).data)
+        _actor_who(request, policy.can_list_roles, "You do not manage users or documents.")
+        return Response(RoleSerializer(role_list().prefetch_related("managers"), many=True).data)
 
     @extend_schema(request=RoleCreateSerializer, responses={201: RoleSerializer})
     def post(self, request):
+        actor = _actor_who(request, policy.can_manage_roles, "Only a superuser can create roles.")
         data = self.RoleCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            role = services.role_create(**data.validated_data)
+            role = services.role_create(actor=actor, **data.validated_data)
         except IntegrityError:
             raise ValidationError({"name": ["A role with this name already exists."]}) from None
         return Response(RoleSerializer(role).data, status=status.HTTP_201_CREATED)
 
 
 class RoleDetailApi(APIView):
-    permission_classes = [IsAdminUser]
-
     class RoleUpdateSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=64, required=False)
         description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+        managers = serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="usernames"
+        )
 
     @extend_schema(request=RoleUpdateSerializer, responses=RoleSerializer)
     def patch(self, request, role_id: int):
+        actor = _actor_who(request, policy.can_manage_roles, "Only a superuser can change roles.")
         role = get_object_or_404(Role, pk=role_id)
         data = self.RoleUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        values = data.validated_data
+        managers = None
+        if "managers" in values:
+            try:
+                managers = users_by_usernames(usernames=values["managers"])
+            except LookupError as exc:
+                raise ValidationError({"managers": [str(exc)]}) from None
         try:
-            role = services.role_update(role=role, **data.validated_data)
+            with transaction.atomic():
+                role = services.role_update(
+                    actor=actor,
+                    role=role,
+                    name=values.get("name"),
+                    description=values.get("description"),
+                )
+                if managers is not None:
+                    services.role_set_managers(actor=actor, role=role, managers=managers)
         except IntegrityError:
             raise ValidationError({"name": ["A role with this name already exists."]}) from None
         return Response(RoleSerializer(role).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "move_to", str, description="the role that takes over this role's documents"
+            )
+        ],
+        responses={
+            204: None,
+            409: OpenApiResponse(description="documents would lose their only role"),
+        },
+    )
     def delete(self, request, role_id: int):
-        services.role_delete(role=get_object_or_404(Role, pk=role_id))
+        actor = _actor_who(request, policy.can_manage_roles, "Only a superuser can delete roles.")
+        role = get_object_or_404(Role, pk=role_id)
+        move_to = None
+        if request.query_params.get("move_to"):
+            try:
+                [move_to] = roles_by_names(names=[request.query_params["move_to"]])
+            except UnknownRoles as exc:
+                raise ValidationError({"move_to": [str(exc)]}) from None
+            if move_to.pk == role.pk:
+                raise ValidationError({"move_to": ["A role cannot move its documents to itself."]})
+        try:
+            services.role_delete(actor=actor, role=role, move_to=move_to)
+        except services.RoleInUse as exc:
+            raise RoleConflict(str(exc)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class UserOutputSerializer(serializers.ModelSerializer):
     roles = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    managed_roles = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "roles", "is_active", "is_staff"]
+        fields = [
+            "id",
+            "username",
+            "email",
+            "roles",
+            "managed_roles",
+            "is_active",
+            "is_staff",
+            "is_superuser",
+        ]
 
 
 def _validated_password(password: str, user: User | None = None) -> str:
@@ -127,9 +193,11 @@ def _unknown_roles_error(exc: UnknownRoles) -> ValidationError:
     return ValidationError({"roles": [str(exc)]})
 
 
-class UserListApi(APIView):
-    permission_classes = [IsAdminUser]
+def _manages_users(actor) -> bool:
+    return actor.manages_users
 
+
+class UserListApi(APIView):
     class UserCreateSerializer(serializers.Serializer):
         username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
         password = serializers.CharField(trim_whitespace=False)
@@ -140,18 +208,22 @@ class UserListApi(APIView):
 
     @extend_schema(responses=UserOutputSerializer(many=True))
     def get(self, request):
-        users = User.objects.prefetch_related("roles").order_by("username")
+        _actor_who(request, _manages_users, "You do not manage users.")
+        users = User.objects.prefetch_related("roles", "managed_roles").order_by("username")
         return Response(UserOutputSerializer(users, many=True).data)
 
     @extend_schema(request=UserCreateSerializer, responses={201: UserOutputSerializer})
     def post(self, request):
+        actor = _actor_who(request, _manages_users, "You do not manage users.")
         data = self.UserCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        policy.check_create_user(actor, is_staff=values["is_staff"])
         if User.objects.filter(username=values["username"]).exists():
             raise ValidationError({"username": ["A user with this username already exists."]})
         try:
             user = services.user_create(
+                actor=actor,
                 username=values["username"],
                 password=_validated_password(values["password"]),
                 email=values.get("email", ""),
@@ -165,32 +237,41 @@ class UserListApi(APIView):
 
 
 class UserDetailApi(APIView):
-    permission_classes = [IsAdminUser]
-
     class UserUpdateSerializer(serializers.Serializer):
         email = serializers.EmailField(required=False, allow_blank=True)
         roles = serializers.ListField(child=serializers.CharField(), required=False)
         is_active = serializers.BooleanField(required=False)
+        is_staff = serializers.BooleanField(required=False)
         password = serializers.CharField(required=False, trim_whitespace=False)
 
     @extend_schema(responses=UserOutputSerializer)
     def get(self, request, user_id: int):
+        _actor_who(request, _manages_users, "You do not manage users.")
         return Response(UserOutputSerializer(get_object_or_404(User, pk=user_id)).data)
 
-    @extend_schema(request=UserUpdateSerializer, responses=UserOutputSerializer)
+    @extend_schema(
+        request=UserUpdateSerializer,
+        responses=UserOutputSerializer,
+        description="A new password or a deactivation revokes the user's API tokens.",
+    )
     def patch(self, request, user_id: int):
+        actor = _actor_who(request, _manages_users, "You do not manage users.")
         user = get_object_or_404(User, pk=user_id)
         data = self.UserUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        policy.check_manage_user(actor, user)
         if "password" in values:
+            policy.check_set_password(actor, user)
             _validated_password(values["password"], user)
         try:
             user = services.user_update(
+                actor=actor,
                 user=user,
                 role_names=values.get("roles"),
                 email=values.get("email"),
                 is_active=values.get("is_active"),
+                is_staff=values.get("is_staff"),
                 password=values.get("password"),
             )
         except UnknownRoles as exc:

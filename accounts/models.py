@@ -1,12 +1,21 @@
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
 
 class Role(models.Model):
-    """The unit of access: users hold roles, documents are visible to roles."""
+    """The unit of access: users hold roles, documents are visible to roles.
+
+    Holding a role (``users``) lets a user read what the role may see; managing it
+    (``managers``) lets a user upload into it, re-scope and delete its documents. The two
+    are separate grants.
+    """
 
     name = models.SlugField(max_length=64, unique=True)
     description = models.CharField(max_length=255, blank=True)
+    managers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="managed_roles", blank=True
+    )
 
     class Meta:
         ordering = ["name"]
@@ -17,3 +26,61 @@ class Role(models.Model):
 
 class User(AbstractUser):
     roles = models.ManyToManyField(Role, related_name="users", blank=True)
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+        permissions = [
+            ("manage_users", "Can manage non-staff users and grant them roles"),
+            ("audit_conversations", "Can read other users' conversations and answer audits"),
+        ]
+
+
+class AccessLogEntry(models.Model):
+    """One change of access (or one audited read), with who, when, before and after.
+
+    Written by the services in the same transaction as the change; never edited.
+    """
+
+    class Action(models.TextChoices):
+        USER_CREATED = "user.created"
+        USER_UPDATED = "user.updated"
+        USER_ROLES_CHANGED = "user.roles_changed"
+        USER_ACTIVATED = "user.activated"
+        USER_DEACTIVATED = "user.deactivated"
+        USER_PASSWORD_SET = "user.password_set"
+        USER_PRIVILEGES_CHANGED = "user.privileges_changed"
+        ROLE_CREATED = "role.created"
+        ROLE_UPDATED = "role.updated"
+        ROLE_DELETED = "role.deleted"
+        ROLE_MANAGERS_CHANGED = "role.managers_changed"
+        DOCUMENT_UPLOADED = "document.uploaded"
+        DOCUMENT_RESCOPED = "document.rescoped"
+        DOCUMENT_FILE_REPLACED = "document.file_replaced"
+        DOCUMENT_UPDATED = "document.updated"
+        DOCUMENT_REINGESTED = "document.reingested"
+        DOCUMENT_DELETED = "document.deleted"
+        CONVERSATION_READ = "audit.conversation_read"
+        AUDIT_READ = "audit.answers_read"
+        SEARCH_AS_USER = "audit.search_as_user"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_username = models.CharField(max_length=150)
+    action = models.CharField(max_length=40, choices=Action.choices, db_index=True)
+    target_type = models.CharField(max_length=40)
+    target_id = models.BigIntegerField(null=True)
+    target_label = models.CharField(max_length=255, blank=True)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        default_permissions = ("view",)
+        verbose_name = "access log entry"
+        verbose_name_plural = "access log"
+        indexes = [models.Index(fields=["target_type", "target_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor_username} {self.action} {self.target_label}"

@@ -65,3 +65,15 @@ class UnknownRoles(ValueError):
     def __init__(self, names: list[str]):
         self.names = names
         super().__init__("Unknown role" + ("s" if len(names) > 1 else "") + ": " + ", ".join(names))
+
+
+def users_by_usernames(*, usernames: Iterable[str]) -> list[User]:
+    """The users with these usernames; raises LookupError naming the unknown ones."""
+    wanted = list(dict.fromkeys(u.strip() for u in usernames if u and u.strip()))
+    found = {u.username: u for u in User.objects.filter(username__in=wanted)}
+    missing = [u for u in wanted if u not in found]
+    if missing:
+        raise LookupError(
+            "Unknown user" + ("s" if len(missing) > 1 else "") + ": " + ", ".join(missing)
+        )
+    return [found[u] for u in wanted]

@@ -89,6 +89,7 @@ def main():
         from django.core.files.base import ContentFile
 
         from accounts.models import Role
+        from accounts.policy import operator
         from knowledge.models import Chunk, Document
         from knowledge.services import document_upload
 
@@ -117,7 +118,9 @@ def main():
         time.sleep(8)  # worker start-up (model load) is not part of the throughput
         started = time.perf_counter()
         for name, data in files:
-            document_upload(file=ContentFile(data, name=name), roles=[role])
+            document_upload(
+                actor=operator(label="bench"), file=ContentFile(data, name=name), roles=[role]
+            )
         while Document.objects.exclude(status__in=["ready", "failed"]).exists():
             time.sleep(0.25)
         elapsed = time.perf_counter() - started

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts.policy import actor_for
 from accounts.selectors import user_scope
 from chatbot import selectors, services
 from chatbot.failures import EXPECTED_FAILURES, answer_failure
@@ -137,3 +138,37 @@ class FeedbackApi(APIView):
             FeedbackOutputSerializer(feedback).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
+
+
+class AuditConversationApi(APIView):
+    class AuditMessageSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        role = serializers.CharField()
+        text = serializers.CharField()
+        model = serializers.CharField()
+        fallback_used = serializers.BooleanField()
+        not_found = serializers.BooleanField()
+        scoped_roles = serializers.ListField(child=serializers.CharField())
+        created_at = serializers.DateTimeField()
+
+    class AuditConversationSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        owner = serializers.CharField(source="owner.username")
+        title = serializers.CharField()
+        created_at = serializers.DateTimeField()
+        messages = serializers.SerializerMethodField()
+
+        def get_messages(self, conversation) -> list[dict]:
+            serializer = AuditConversationApi.AuditMessageSerializer
+            return serializer(conversation.messages.all(), many=True).data
+
+    @extend_schema(
+        responses=AuditConversationSerializer,
+        description="Any user's conversation as stored, for holders of the audit permission. "
+        "Every read is written to the access log.",
+    )
+    def get(self, request, conversation_id: int):
+        conversation = services.conversation_read_for_audit(
+            actor=actor_for(user=request.user), conversation_id=conversation_id
+        )
+        return Response(self.AuditConversationSerializer(conversation).data)

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
+from django.http import Http404
 
+from accounts import policy
+from accounts.access_log import Action, log_access
+from accounts.policy import Actor
 from accounts.selectors import Scope
 from chatbot.answering.compose import (
     NOT_FOUND_ANSWER,
@@ -234,3 +238,20 @@ def feedback_set(
     return Feedback.objects.update_or_create(
         message=message, user=user, defaults={"rating": rating, "comment": comment.strip()}
     )
+
+
+def conversation_read_for_audit(*, actor: Actor, conversation_id: int) -> Conversation:
+    """Another user's conversation, as stored, for an auditor: needs the audit permission
+    (ManagementDenied, 403), answers Http404 for an unknown id, and logs every read."""
+    policy.check_audit(actor)
+    conversation = Conversation.objects.select_related("owner").filter(pk=conversation_id).first()
+    if conversation is None:
+        raise Http404("No conversation with this id.")
+    log_access(
+        actor=actor,
+        action=Action.CONVERSATION_READ,
+        target_type="conversation",
+        target_id=conversation.pk,
+        target_label=f"{conversation.owner.username}: {conversation.title}",
+    )
+    return conversation

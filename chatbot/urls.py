@@ -11,6 +11,11 @@ urlpatterns = [
         name="conversation-detail",
     ),
     path(
+        "audit/conversations/<int:conversation_id>/",
+        apis.AuditConversationApi.as_view(),
+        name="audit-conversation",
+    ),
+    path(
         "messages/<int:message_id>/feedback/", apis.FeedbackApi.as_view(), name="message-feedback"
     ),
 ]

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
+from accounts.policy import Actor
 from accounts.selectors import Scope
 from knowledge.models import Document, DocumentRole
 from knowledge.retrieval.hits import HIT_COLUMNS, SearchHit, hit_from_row
@@ -33,12 +34,37 @@ def access_document(*, scope: Scope, document_id: int) -> Document:
         raise Http404("No document with this id.") from None
 
 
-def access_document_for_management_unchecked(*, document_id: int) -> Document:
-    """Any document, for callers already holding document management permission."""
+def document_list_for_management(*, actor: Actor) -> QuerySet[Document]:
+    """Documents whose management view (status, error, roles, file, chunks) the actor may
+    see: every document for a superuser, else those in a role they manage and those they
+    uploaded. The rule is accounts.policy.can_view_document, as SQL."""
+    documents = Document.objects.prefetch_related("roles")
+    if actor.is_superuser:
+        return documents
+    managed = DocumentRole.objects.filter(
+        document_id=OuterRef("pk"), role_id__in=list(actor.managed_role_ids)
+    )
+    condition = Q(Exists(managed))
+    if actor.user_id is not None:
+        condition |= Q(uploaded_by_id=actor.user_id)
+    return documents.filter(condition)
+
+
+def access_document_for_management(*, actor: Actor, document_id: int) -> Document:
+    """The document if the actor may see its management view, else Http404 (never 403)."""
     try:
-        return Document.objects.prefetch_related("roles").get(pk=document_id)
+        return document_list_for_management(actor=actor).get(pk=document_id)
     except Document.DoesNotExist:
         raise Http404("No document with this id.") from None
+
+
+def access_document_or_its_status(*, scope: Scope, actor: Actor, document_id: int) -> Document:
+    """The document if it is in the scope, or the actor uploaded it or manages one of its
+    roles (they follow its ingestion status); else Http404."""
+    try:
+        return access_document(scope=scope, document_id=document_id)
+    except Http404:
+        return access_document_for_management(actor=actor, document_id=document_id)
 
 
 def visible_document_ids(*, scope: Scope, document_ids: Iterable[int]) -> set[int]:

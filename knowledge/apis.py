@@ -1,20 +1,23 @@
 from django.conf import settings
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import policy
+from accounts.models import User
+from accounts.policy import ManagementDenied, actor_for
 from accounts.selectors import UnknownRoles, roles_by_names, user_scope
 from knowledge import services
 from knowledge.access import (
     access_chunk,
-    access_document,
-    access_document_for_management_unchecked,
+    access_document_or_its_status,
+    document_list_for_management,
     document_list_for_user,
 )
 from knowledge.models import Document
@@ -74,24 +77,16 @@ def _roles_or_400(names):
         raise ValidationError({"roles": [str(exc)]}) from None
 
 
-class _ManagesDocuments(BasePermission):
-    """Staff, or a user granted the model permission the method needs."""
-
-    perms = {"POST": "knowledge.add_document", "PATCH": "knowledge.change_document"}
-    perms["PUT"] = perms["PATCH"]
-    perms["DELETE"] = "knowledge.delete_document"
-
-    def has_permission(self, request, view):
-        needed = self.perms.get(request.method)
-        if needed is None:
-            return True
-        user = request.user
-        return bool(user and user.is_authenticated and (user.is_staff or user.has_perm(needed)))
+def _document_manager(request):
+    """The request's Actor when it manages any role (else 403, before the body is read)."""
+    actor = actor_for(user=request.user)
+    if not actor.manages_documents:
+        raise ManagementDenied("You do not manage any role, so you cannot manage documents.")
+    return actor
 
 
 class DocumentListApi(ListAPIView):
     serializer_class = DocumentOutputSerializer
-    permission_classes = [*ListAPIView.permission_classes, _ManagesDocuments]
     parser_classes = [MultiPartParser, FormParser]
 
     class UploadSerializer(serializers.Serializer):
@@ -100,7 +95,22 @@ class DocumentListApi(ListAPIView):
         roles = _RolesField()
 
     def get_queryset(self):
+        if self.request.query_params.get("managed") in ("1", "true", "yes"):
+            return document_list_for_management(actor=actor_for(user=self.request.user))
         return document_list_for_user(scope=user_scope(user=self.request.user))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "managed",
+                bool,
+                description="true: the documents you manage or uploaded (with their status), "
+                "instead of the documents you can read",
+            )
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request={"multipart/form-data": UploadSerializer},
@@ -112,6 +122,7 @@ class DocumentListApi(ListAPIView):
         },
     )
     def post(self, request):
+        actor = _document_manager(request)
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.INGEST_MAX_UPLOAD_BYTES + 64 * 1024:
             # Refused from the headers alone, before the body is read.
@@ -124,9 +135,9 @@ class DocumentListApi(ListAPIView):
         roles = _roles_or_400(data.validated_data["roles"])
         try:
             document, created = services.document_upload(
+                actor=actor,
                 file=data.validated_data["file"],
                 roles=roles,
-                acting_user=request.user,
                 title=data.validated_data.get("title", ""),
             )
         except services.UploadRejected as exc:
@@ -137,8 +148,15 @@ class DocumentListApi(ListAPIView):
         )
 
 
+def _document_or_404(request, document_id: int):
+    return access_document_or_its_status(
+        scope=user_scope(user=request.user),
+        actor=actor_for(user=request.user),
+        document_id=document_id,
+    )
+
+
 class DocumentDetailApi(APIView):
-    permission_classes = [*APIView.permission_classes, _ManagesDocuments]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     class UpdateSerializer(serializers.Serializer):
@@ -146,10 +164,12 @@ class DocumentDetailApi(APIView):
         title = serializers.CharField(max_length=255, required=False)
         file = serializers.FileField(required=False, allow_empty_file=True)
 
-    @extend_schema(responses=DocumentOutputSerializer)
+    @extend_schema(
+        responses=DocumentOutputSerializer,
+        description="A document you can read, or one you uploaded or whose roles you manage.",
+    )
     def get(self, request, document_id: int):
-        document = access_document(scope=user_scope(user=request.user), document_id=document_id)
-        return Response(DocumentOutputSerializer(document).data)
+        return Response(DocumentOutputSerializer(_document_or_404(request, document_id)).data)
 
     @extend_schema(
         request={
@@ -161,12 +181,14 @@ class DocumentDetailApi(APIView):
         "the file (re-ingested; the old chunks stay searchable until the new ones commit).",
     )
     def patch(self, request, document_id: int):
-        document = access_document_for_management_unchecked(document_id=document_id)
+        actor = _document_manager(request)
+        document = _document_or_404(request, document_id)
         data = self.UpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         try:
             document = services.document_update(
+                actor=actor,
                 document=document,
                 roles=_roles_or_400(values["roles"]) if "roles" in values else None,
                 title=values.get("title"),
@@ -174,20 +196,19 @@ class DocumentDetailApi(APIView):
             )
         except services.UploadRejected as exc:
             raise UploadRejectedError(exc) from None
-        document = access_document_for_management_unchecked(document_id=document_id)
-        return Response(DocumentOutputSerializer(document).data)
+        return Response(DocumentOutputSerializer(_document_or_404(request, document_id)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, document_id: int):
-        document = access_document_for_management_unchecked(document_id=document_id)
-        services.document_delete(document=document)
+        actor = _document_manager(request)
+        services.document_delete(actor=actor, document=_document_or_404(request, document_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class DocumentFileApi(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request, document_id: int):
-        document = access_document(scope=user_scope(user=request.user), document_id=document_id)
+        document = _document_or_404(request, document_id)
         if not document.file:
             return Response({"detail": "This document has no stored file."}, status=404)
         return FileResponse(
@@ -236,3 +257,42 @@ class SearchApi(APIView):
         data.is_valid(raise_exception=True)
         hits = chunk_search(scope=user_scope(user=request.user), **data.validated_data)
         return Response({"results": SearchHitSerializer(hits, many=True).data})
+
+
+class SearchAsUserApi(APIView):
+    class SearchAsRequestSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        query = serializers.CharField(max_length=2000)
+        k = serializers.IntegerField(min_value=1, max_value=50, default=10)
+
+    class SearchAsResultSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        roles = serializers.ListField(child=serializers.CharField())
+        plan = serializers.CharField()
+        visible_estimate = serializers.IntegerField()
+        results = SearchHitSerializer(many=True)
+
+    @extend_schema(
+        request=SearchAsRequestSerializer,
+        responses=SearchAsResultSerializer,
+        description="Search exactly as another user would (their roles, the same scoped "
+        "search), with the plan it ran. Needs the audit permission; every use is logged.",
+    )
+    def post(self, request):
+        actor = actor_for(user=request.user)
+        policy.check_audit(actor)
+        data = self.SearchAsRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        user = get_object_or_404(User, username=values["username"])
+        scope, hits, plan = services.search_as_user(
+            actor=actor, user=user, query=values["query"], k=values["k"]
+        )
+        body = {
+            "username": user.username,
+            "roles": list(scope.role_names),
+            "plan": plan.name,
+            "visible_estimate": plan.visible_estimate,
+            "results": hits,
+        }
+        return Response(self.SearchAsResultSerializer(body).data)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from knowledge.models import Chunk, Document
+from django.db.models import Exists, OuterRef, QuerySet
+
+from knowledge.models import Chunk, Document, DocumentRole
 
 
 def chunk_content_hashes_unchecked(*, chunk_ids: Iterable[int]) -> dict[int, str]:
@@ -25,3 +27,20 @@ def existing_chunk_ids(*, chunk_ids: Iterable[int]) -> set[int]:
 
 def existing_document_ids(*, document_ids: Iterable[int]) -> set[int]:
     return set(Document.objects.filter(pk__in=list(document_ids)).values_list("id", flat=True))
+
+
+def documents_only_in_role(*, role_id: int) -> list[tuple[int, str]]:
+    """(id, title) of the documents whose only role is this one (deleting it orphans them)."""
+    other = DocumentRole.objects.filter(document_id=OuterRef("pk")).exclude(role_id=role_id)
+    return list(
+        Document.objects.filter(roles__id=role_id)
+        .exclude(Exists(other))
+        .order_by("pk")
+        .values_list("pk", "title")
+    )
+
+
+def documents_unreachable() -> QuerySet[Document]:
+    """Documents that no active user can retrieve: none of their roles has an active member."""
+    reachable = DocumentRole.objects.filter(document_id=OuterRef("pk"), role__users__is_active=True)
+    return Document.objects.exclude(Exists(reachable))

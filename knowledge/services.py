@@ -16,21 +16,31 @@ from collections.abc import Sequence
 from django.conf import settings
 from django.db import transaction
 
+from accounts import policy
+from accounts.access_log import Action, log_access
 from accounts.models import Role
+from accounts.policy import Actor
+from accounts.selectors import Scope, user_scope
 from knowledge import embeddings, index
 from knowledge.ingestion.chunking import chunk_sections
 from knowledge.ingestion.parsers import UnsupportedType, kind_from_extension
 from knowledge.models import Document, DocumentRole
+from knowledge.retrieval import chunk_search_with_plan
+from knowledge.retrieval.hits import SearchHit
+from knowledge.retrieval.planner import SearchPlan
 from knowledge.tasks import ingest_document
 
 logger = logging.getLogger(__name__)
 
 
-def document_create(*, title: str, roles: Sequence[Role], uploaded_by=None, **fields) -> Document:
+def document_create(*, title: str, roles: Sequence[Role], **fields) -> Document:
+    """A document row with its roles and no file: the building block of uploads, and of
+    text indexed in-process (document_index_text). Not an entry point: it checks no
+    management rights and logs nothing, so only services, tests and fixtures call it."""
     if not roles:
         raise ValueError("A document needs at least one role.")
     with transaction.atomic():
-        document = Document.objects.create(title=title, uploaded_by=uploaded_by, **fields)
+        document = Document.objects.create(title=title, **fields)
         DocumentRole.objects.bulk_create(DocumentRole(document=document, role=r) for r in roles)
     return document
 
@@ -111,28 +121,34 @@ def _hash_file(file) -> str:
 
 
 def document_upload(
-    *, file, roles: Sequence[Role], acting_user=None, title: str = ""
+    *, actor: Actor, file, roles: Sequence[Role], title: str = ""
 ) -> tuple[Document, bool]:
     """Store an uploaded file as a queued document and enqueue its ingestion on commit.
 
-    file is a Django File (name, size, chunks). Returns (document, created): the same bytes
-    already uploaded with the same roles return the existing document, created=False.
-    Raises UploadRejected (413, 415, 400) before anything is stored.
+    file is a Django File (name, size, chunks). The actor must manage every role
+    (ManagementDenied). Returns (document, created): the same bytes already uploaded with
+    the same roles return the existing document, created=False; the actor manages those
+    roles, so it is a document they may see. Raises UploadRejected (413, 415, 400) before
+    anything is stored.
     """
-    name, content_hash = _checked_file(file)
     if not roles:
         raise UploadRejected("At least one role is required.", status=400)
     role_ids = sorted(r.pk for r in roles)
+    policy.check_upload_into(actor, role_ids)
+    name, content_hash = _checked_file(file)
     for existing in Document.objects.filter(content_hash=content_hash).exclude(
         status=Document.Status.FAILED
     ):
-        if sorted(existing.roles.values_list("pk", flat=True)) == role_ids:
+        existing_roles = sorted(existing.roles.values_list("pk", flat=True))
+        if existing_roles == role_ids and policy.can_view_document(
+            actor, role_ids=existing_roles, uploaded_by_id=existing.uploaded_by_id
+        ):
             return existing, False
     with transaction.atomic():
         document = document_create(
             title=(title or _title_from_filename(name))[:255],
             roles=roles,
-            uploaded_by=acting_user,
+            uploaded_by_id=actor.user_id,
             original_filename=name[:255],
             content_type=_content_type(name),
             size_bytes=file.size,
@@ -140,6 +156,14 @@ def document_upload(
         )
         document.file.save(name, file, save=False)
         Document.objects.filter(pk=document.pk).update(file=document.file.name)
+        log_access(
+            actor=actor,
+            action=Action.DOCUMENT_UPLOADED,
+            target_type="document",
+            target_id=document.pk,
+            target_label=document.title,
+            after={"roles": sorted(r.name for r in roles), "file": name},
+        )
         _enqueue_ingest(document.pk)
     return document, True
 
@@ -171,8 +195,33 @@ def _store_replacement_file(*, document: Document, file, name: str, content_hash
         transaction.on_commit(lambda: storage.delete(old_name))
 
 
+def _locked_state(document: Document) -> tuple[list[int], dict]:
+    """Lock the document's row; its role ids and the state the access log records."""
+    locked = Document.objects.select_for_update().get(pk=document.pk)
+    role_ids = sorted(
+        DocumentRole.objects.filter(document=locked).values_list("role_id", flat=True)
+    )
+    names = sorted(Role.objects.filter(pk__in=role_ids).values_list("name", flat=True))
+    return role_ids, {
+        "title": locked.title,
+        "roles": names,
+        "file": locked.original_filename,
+        "content_hash": locked.content_hash,
+    }
+
+
+def _update_action(before: dict, after: dict) -> str:
+    changed = {k for k in after if before[k] != after[k]}
+    if changed == {"roles"}:
+        return Action.DOCUMENT_RESCOPED
+    if changed and changed <= {"file", "content_hash"}:
+        return Action.DOCUMENT_FILE_REPLACED
+    return Action.DOCUMENT_UPDATED
+
+
 def document_update(
     *,
+    actor: Actor,
     document: Document,
     roles: Sequence[Role] | None = None,
     title: str | None = None,
@@ -180,15 +229,19 @@ def document_update(
 ) -> Document:
     """Re-scope, rename and/or replace the file of a document, all or nothing.
 
-    A file is checked before anything changes (UploadRejected: 413, 415, 400), and every
-    change commits in one transaction, so a rejected file leaves the roles and title as
-    they were.
+    The actor must manage every current role of the document, and every new one
+    (ManagementDenied). A file is checked before anything changes (UploadRejected: 413,
+    415, 400), and every change commits in one transaction with its access-log entry, so a
+    refused request leaves the roles and title as they were.
     """
     checked = _checked_file(file) if file is not None else None
     if roles is not None and not roles:
         raise ValueError("A document needs at least one role.")
     with transaction.atomic():
+        role_ids, before = _locked_state(document)
+        policy.check_change_document(actor, role_ids=role_ids)
         if roles is not None:
+            policy.check_rescope(actor, before=role_ids, after=[r.pk for r in roles])
             document_set_roles(document=document, roles=roles)
         if title is not None:
             document_rename(document=document, title=title)
@@ -197,14 +250,55 @@ def document_update(
             _store_replacement_file(
                 document=document, file=file, name=name, content_hash=content_hash
             )
+        _, after = _locked_state(document)
+        if after != before:
+            changed = [k for k in after if before[k] != after[k]]
+            log_access(
+                actor=actor,
+                action=_update_action(before, after),
+                target_type="document",
+                target_id=document.pk,
+                target_label=after["title"],
+                before={k: before[k] for k in changed},
+                after={k: after[k] for k in changed},
+            )
     document.refresh_from_db()
     return document
 
 
-def document_delete(*, document: Document) -> None:
+def document_reingest(*, actor: Actor, document: Document) -> None:
+    """Parse, chunk and embed the stored file again (after a failure or a parser change).
+    The old chunks stay searchable until the new ones commit."""
+    with transaction.atomic():
+        role_ids, state = _locked_state(document)
+        policy.check_change_document(actor, role_ids=role_ids)
+        index.document_mark_queued(document_id=document.pk)
+        log_access(
+            actor=actor,
+            action=Action.DOCUMENT_REINGESTED,
+            target_type="document",
+            target_id=document.pk,
+            target_label=state["title"],
+            before={"status": document.status},
+            after={"status": Document.Status.QUEUED},
+        )
+        _enqueue_ingest(document.pk)
+
+
+def document_delete(*, actor: Actor, document: Document) -> None:
     """Delete the document, its chunks (cascade) and, once committed, its stored file."""
     document_id, name, storage = document.pk, document.file.name, document.file.storage
     with transaction.atomic():
+        role_ids, before = _locked_state(document)
+        policy.check_change_document(actor, role_ids=role_ids)
+        log_access(
+            actor=actor,
+            action=Action.DOCUMENT_DELETED,
+            target_type="document",
+            target_id=document_id,
+            target_label=before["title"],
+            before=before,
+        )
         document.delete()
         index.document_chunks_deleted(document_id=document_id)
         if name:
@@ -224,3 +318,23 @@ def document_rename(*, document: Document, title: str) -> Document:
     document.title = title
     document.save(update_fields=["title", "updated_at"])
     return document
+
+
+def search_as_user(
+    *, actor: Actor, user, query: str, k: int = 10
+) -> tuple[Scope, list[SearchHit], SearchPlan]:
+    """Run ``user``'s search exactly as they would (their scope, the same choke point) for
+    an auditor answering "why can't Ana find the budget?". Needs the audit permission
+    (ManagementDenied), and every use is logged."""
+    policy.check_audit(actor)
+    scope = user_scope(user=user)
+    hits, plan = chunk_search_with_plan(scope=scope, query=query, k=k)
+    log_access(
+        actor=actor,
+        action=Action.SEARCH_AS_USER,
+        target_type="user",
+        target_id=user.pk,
+        target_label=user.username,
+        after={"query": query[:500], "k": k, "plan": plan.name, "results": len(hits)},
+    )
+    return scope, hits, plan

@@ -1,5 +1,6 @@
 import itertools
 
+from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -16,13 +17,33 @@ def role(name: str | None = None) -> Role:
 
 
 def user(
-    *, roles=(), username: str | None = None, is_staff: bool = False, password="pw-Secret-123"
+    *,
+    roles=(),
+    username: str | None = None,
+    is_staff: bool = False,
+    is_superuser: bool = False,
+    manages=(),
+    password="pw-Secret-123",
 ):
     account = User.objects.create_user(
-        username=username or f"user{next(_seq)}", password=password, is_staff=is_staff
+        username=username or f"user{next(_seq)}",
+        password=password,
+        is_staff=is_staff or is_superuser,
+        is_superuser=is_superuser,
     )
     account.roles.set(roles)
+    account.managed_roles.set(manages)
     return account
+
+
+def superuser(username: str | None = None) -> User:
+    return user(username=username or f"admin{next(_seq)}", is_superuser=True)
+
+
+def grant(account: User, *codenames: str) -> User:
+    """Add model permissions (e.g. manage_users, add_document) directly to a user."""
+    account.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return User.objects.get(pk=account.pk)  # a fresh object: Django caches permissions
 
 
 def indexed_document(*, title: str, text: str, roles) -> Document:

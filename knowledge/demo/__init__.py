@@ -72,6 +72,26 @@ USERS: list[dict] = [
         "roles": ["everyone"],
         "is_staff": False,
     },
+    {
+        # A role manager (curator): manages finance documents in the console, nothing else.
+        "username": "fiona_curator",
+        "first_name": "Fiona",
+        "last_name": "Reyes",
+        "email": "fiona.reyes@veluna-air.example",
+        "roles": ["everyone", "finance"],
+        "is_staff": True,
+        "manages": ["finance"],
+    },
+    {
+        # A user manager (IT help desk): creates non-staff users and grants them roles.
+        "username": "ugo_helpdesk",
+        "first_name": "Ugo",
+        "last_name": "Santos",
+        "email": "ugo.santos@veluna-air.example",
+        "roles": ["everyone"],
+        "is_staff": True,
+        "manages_users": True,
+    },
 ]
 
 

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff():
-    return factories.user(username="boss", is_staff=True)
+    return factories.superuser("boss")
 
 
 def test_token_then_me():
@@ -53,7 +53,7 @@ def test_anonymous_is_401():
         ("delete", "/api/v1/roles/1/"),
     ],
 )
-def test_provisioning_is_staff_only(method, path):
+def test_provisioning_needs_management_rights(method, path):
     client = factories.api_client(factories.user(roles=[factories.role("finance")]))
     response = getattr(client, method)(path, {"name": "x"}, format="json")
     assert response.status_code == 403

@@ -77,7 +77,7 @@ def test_chunk_detail_is_scoped(setup):
 
 def test_a_rejected_file_leaves_a_patch_with_nothing_changed(setup):
     finance, _, report, _ = setup
-    staff = factories.api_client(factories.user(is_staff=True))
+    staff = factories.api_client(factories.superuser())
     finance_reader = factories.user(roles=[finance])
     url = f"/api/v1/documents/{report.pk}/"
 

@@ -9,6 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import override_settings
 
+from accounts.policy import operator
 from accounts.selectors import user_scope
 from knowledge import services
 from knowledge.models import Chunk, Document
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 @pytest.fixture
 def staff():
-    return factories.user(username="admin1", is_staff=True)
+    return factories.superuser("admin1")
 
 
 @pytest.fixture
@@ -159,26 +160,27 @@ def _stored_files():
     return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files]
 
 
-def test_upload_needs_staff_or_the_add_permission(roles):
-    from django.contrib.auth.models import Permission
-
+def test_upload_needs_a_managed_role_not_a_model_permission(roles):
     finance, _ = roles
-    plain = factories.user(roles=[finance])
+    plain = factories.grant(
+        factories.user(roles=[finance], is_staff=True),
+        "add_document",
+        "change_document",
+        "delete_document",
+    )
+    # Staff with every Django permission on documents still manages nothing.
     assert upload(factories.api_client(plain), "a.md", b"# A\n\nText").status_code == 403
 
-    plain.user_permissions.add(Permission.objects.get(codename="add_document"))
-    allowed = upload(factories.api_client(plain), "a.md", b"# A\n\nText")
+    curator = factories.user(manages=[finance])
+    allowed = upload(factories.api_client(curator), "a.md", b"# A\n\nText")
     assert allowed.status_code == 202
-    # Adding is not changing: the same user may not re-scope or delete.
     doc_id = allowed.json()["id"]
-    client = factories.api_client(plain)
-    assert (
-        client.patch(
-            f"/api/v1/documents/{doc_id}/", {"roles": ["legal"]}, format="json"
-        ).status_code
-        == 403
-    )
-    assert client.delete(f"/api/v1/documents/{doc_id}/").status_code == 403
+    client = factories.api_client(curator)
+    # Managing finance is not managing legal: no upload into it, no re-scope to it.
+    assert upload(client, "b.md", b"# B\n\nText", roles="legal").status_code == 403
+    moved = client.patch(f"/api/v1/documents/{doc_id}/", {"roles": ["legal"]}, format="json")
+    assert moved.status_code == 403 and "legal" in moved.json()["detail"]
+    assert list(Document.objects.get(pk=doc_id).roles.values_list("name", flat=True)) == ["finance"]
 
 
 def test_duplicate_and_concurrent_tasks_leave_one_set_of_chunks(
@@ -307,6 +309,7 @@ def test_sweep_recovers_a_document_whose_task_was_lost(celery_worker, wait_for_d
 
         with mock.patch("knowledge.services._enqueue_ingest"):
             document, _ = services.document_upload(
+                actor=operator(label="test"),
                 file=SimpleUploadedFile("lost.md", b"# Lost\n\nThe Heron figure is 4,242."),
                 roles=[finance],
             )

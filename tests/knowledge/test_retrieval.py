@@ -2,6 +2,7 @@ import pytest
 from django.test import override_settings
 
 from accounts import services as account_services
+from accounts.policy import operator
 from accounts.selectors import user_scope
 from knowledge import services
 from knowledge.retrieval import chunk_search, chunk_search_with_plan
@@ -44,10 +45,10 @@ def test_role_change_applies_to_the_next_query(corpus):
     user = factories.user(roles=[finance])
     assert _titles(user) == {"Q3 report"}
 
-    account_services.user_update(user=user, role_names=["operations"])
+    account_services.user_update(actor=operator(label="test"), user=user, role_names=["operations"])
     assert _titles(user) == {"Torque manual"}
 
-    account_services.user_update(user=user, role_names=[])
+    account_services.user_update(actor=operator(label="test"), user=user, role_names=[])
     assert chunk_search(scope=user_scope(user=user), query="revenue torque", k=5) == []
 
 
@@ -70,7 +71,7 @@ def test_deleting_a_role_revokes_access_to_its_documents(corpus):
     finance_user = factories.user(roles=[finance])
     assert "Q3 report" in _titles(finance_user)
 
-    account_services.role_delete(role=finance)
+    account_services.role_delete(actor=operator(label="test"), role=finance)
 
     assert _titles(finance_user) == set()
     assert "Q3 report" in _titles(factories.user(roles=[ops]))

@@ -4,6 +4,7 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from accounts.policy import operator
 from accounts.selectors import UnknownRoles, roles_by_names
 from knowledge.services import UploadRejected, document_upload
 
@@ -33,7 +34,10 @@ class Command(BaseCommand):
             with path.open("rb") as handle:
                 try:
                     _, created = document_upload(
-                        file=File(handle, name=path.name), roles=role_objects, title=title
+                        actor=operator(label="ingest"),
+                        file=File(handle, name=path.name),
+                        roles=role_objects,
+                        title=title,
                     )
                 except UploadRejected as exc:
                     rejected.append((path, str(exc)))

@@ -5,8 +5,9 @@ from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from accounts.policy import operator
 from accounts.selectors import roles_by_names, username_taken
-from accounts.services import role_ensure, user_create
+from accounts.services import role_ensure, role_set_managers, user_create, user_set_grants
 from knowledge import demo
 from knowledge.services import document_upload
 
@@ -19,14 +20,16 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        actor = operator(label="seed_demo")
         for name, description in demo.ROLES:
-            role_ensure(name=name, description=description)
+            role_ensure(actor=actor, name=name, description=description)
         passwords = self._passwords()
         with transaction.atomic():
             for spec in demo.USERS:
                 if username_taken(username=spec["username"]):
                     continue
-                user_create(
+                user = user_create(
+                    actor=actor,
                     username=spec["username"],
                     password=passwords[spec["username"]],
                     email=spec["email"],
@@ -35,10 +38,15 @@ class Command(BaseCommand):
                     role_names=spec["roles"],
                     is_staff=spec.get("is_staff", False),
                 )
+                for role in roles_by_names(names=spec.get("manages", [])):
+                    role_set_managers(actor=actor, role=role, managers=[*role.managers.all(), user])
+                if spec.get("manages_users"):
+                    user_set_grants(actor=actor, user=user, manages_users=True)
         queued = 0
         for document in demo.documents():
             roles = roles_by_names(names=document.roles)
             _, created = document_upload(
+                actor=actor,
                 file=ContentFile(document.data, name=document.filename),
                 roles=roles,
                 title=document.title,
@@ -52,7 +60,7 @@ class Command(BaseCommand):
         for spec in demo.USERS:
             self.stdout.write(
                 f"  {spec['username']:<15} {passwords[spec['username']]:<18} "
-                f"{', '.join(spec['roles'])}"
+                f"{', '.join(spec['roles'])}{_grants(spec)}"
             )
 
     def _passwords(self) -> dict[str, str]:
@@ -68,3 +76,10 @@ class Command(BaseCommand):
         path.write_text("".join(f"{u} {p}\n" for u, p in known.items()))
         path.chmod(0o600)
         return known
+
+
+def _grants(spec: dict) -> str:
+    grants = [f"manages {', '.join(spec['manages'])}"] if spec.get("manages") else []
+    if spec.get("manages_users"):
+        grants.append("manages users")
+    return f" ({'; '.join(grants)})" if grants else ""

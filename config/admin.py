@@ -1,0 +1,33 @@
+"""The admin console: Django's admin site with the management pages that are not a model
+(the usage dashboard, "view as user"), at /admin/.
+
+Each app registers its own models in its admin.py; every ModelAdmin answers its
+has_*_permission from accounts.policy, so the console grants exactly what the API grants.
+"""
+
+from django.contrib import admin
+from django.urls import path
+
+
+class ConsoleSite(admin.AdminSite):
+    site_header = "Knowledge console"
+    site_title = "Knowledge console"
+    index_title = "Users, roles, documents and the audit trail"
+    index_template = "admin/console_index.html"
+
+    def get_urls(self):
+        from chatbot.console import dashboard_view
+        from knowledge.console import view_as_view
+
+        def with_site(view):
+            def bound(request, *args, **kwargs):
+                return view(request, *args, site=self, **kwargs)
+
+            bound.__name__ = view.__name__
+            return self.admin_view(bound)
+
+        return [
+            path("dashboard/", with_site(dashboard_view), name="dashboard"),
+            path("view-as/", with_site(view_as_view), name="view-as"),
+            *super().get_urls(),
+        ]
