@@ -12,11 +12,13 @@ is granted or refused everywhere. Rights only add up:
 - role managers (``Role.managers``) upload into the roles they manage, and re-scope,
   replace and delete a document only when every role it has (and will have) is one they
   manage; they see management views of the documents in any role they manage;
-- auditors (``accounts.audit_conversations``) read other users' conversations and answer
-  audits and search as another user; each such read is logged.
+- auditors (``accounts.audit_conversations``, granted to the user itself) read other
+  users' conversations and answer audits and search as another user; each read is logged.
 
 Nothing else grants management: Django's model permissions (``add_document``,
-``change_user``, ...) and ``is_staff`` alone grant none of it.
+``change_user``, ...), groups and ``is_staff`` alone grant none of it. The two grants above
+are read from the user's own permissions (accounts.services.user_set_grants, logged), never
+from groups, so every grant has an access-log entry.
 """
 
 from __future__ import annotations
@@ -73,13 +75,18 @@ def actor_for(*, user) -> Actor:
             managed_role_ids=frozenset(),
             _minted_by=_MINTED_HERE,
         )
+    grants = set(
+        user.user_permissions.filter(
+            content_type__app_label="accounts",
+            codename__in=["manage_users", "audit_conversations"],
+        ).values_list("codename", flat=True)
+    )
     return Actor(
         user_id=user.pk,
         username=user.username,
         is_superuser=user.is_superuser,
-        manages_users=user.is_superuser
-        or (user.is_staff and user.has_perm("accounts.manage_users")),
-        audits=user.has_perm("accounts.audit_conversations"),
+        manages_users=user.is_superuser or (user.is_staff and "manage_users" in grants),
+        audits=user.is_superuser or "audit_conversations" in grants,
         managed_role_ids=frozenset(Role.objects.filter(managers=user).values_list("pk", flat=True)),
         _minted_by=_MINTED_HERE,
     )

@@ -18,6 +18,13 @@ def _fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Factories create many users; PBKDF2's deliberate slowness is only cost in tests (the
+    # hasher itself is Django's, and login still checks the password).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 class CeleryWorker:
     """A real `celery worker` subprocess on the test database and the session's Redis."""
 
