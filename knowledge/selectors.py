@@ -44,3 +44,14 @@ def documents_unreachable() -> QuerySet[Document]:
     """Documents that no active user can retrieve: none of their roles has an active member."""
     reachable = DocumentRole.objects.filter(document_id=OuterRef("pk"), role__users__is_active=True)
     return Document.objects.exclude(Exists(reachable))
+
+
+def document_chunks_for_management(*, document_id: int) -> QuerySet[Chunk]:
+    """The document's passages in order, for its management view: call only with a
+    document from knowledge.access.access_document_for_management (the console's change
+    page, whose queryset is document_list_for_management)."""
+    return (
+        Chunk.objects.filter(document_id=document_id)
+        .order_by("position")
+        .only("id", "position", "heading", "page", "token_count", "text")
+    )
