@@ -1,6 +1,7 @@
 """The layout's rules, checked on the source (in the spirit of zulip's lint rules against
 unscoped queries):
 
+- who may manage what is asked of accounts/policy.py only (no has_perm, no is_staff checks);
 - only knowledge/ queries chunks, and within it only the access, retrieval, index and
   selector modules; only knowledge/index.py writes chunk rows;
 - inference/ is a leaf: no Django, nothing from the web side;
@@ -40,6 +41,10 @@ SCOPE_MINTER = "accounts/selectors.py"
 _CHUNK_WRITE_SQL = re.compile(
     r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY)\s+knowledge_chunk\b", re.IGNORECASE
 )
+_QUERYSET_METHODS = {
+    "all", "filter", "exclude", "order_by", "only", "values", "values_list", "first", "last",
+    "get", "count", "exists", "aggregate", "annotate", "iterator",
+}  # fmt: skip
 _ORM_WRITES = {"create", "bulk_create", "update", "delete", "get_or_create", "update_or_create"}
 
 
@@ -88,7 +93,15 @@ def chunk_violations(path: str, source: str) -> list[str]:
             isinstance(node, ast.Attribute) and node.attr == "Chunk" and not reader
         ):
             found.append(f"{path}:{line} uses the Chunk model")
-        elif isinstance(node, ast.keyword) and (node.arg or "").startswith("chunk__"):
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "chunks"
+            and node.attr in _QUERYSET_METHODS
+            and not reader
+        ):
+            found.append(f"{path}:{line} reads chunks through the document's relation")
+        elif isinstance(node, ast.keyword) and re.search(r"(^|__)chunks?__", node.arg or ""):
             if not reader:
                 found.append(f"{path}:{line} joins the chunk table ({node.arg})")
         elif isinstance(node, ast.Call) and path != CHUNK_WRITER:
@@ -129,7 +142,29 @@ def scope_violations(path: str, source: str) -> list[str]:
     return found
 
 
-RULES = [chunk_violations, inference_leaf_violations, scope_violations]
+# Who may manage what is decided in accounts/policy.py only: Django's permission checks
+# (has_perm, is_staff) anywhere else would grant management around it.
+POLICY = "accounts/policy.py"
+
+
+def management_violations(path: str, source: str) -> list[str]:
+    if path == POLICY:
+        return []
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in ("has_perm", "has_perms"):
+            found.append(f"{path}:{node.lineno} asks Django's permissions ({node.attr})")
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "is_staff"
+            and isinstance(node.ctx, ast.Load)
+            and "request.user" in ast.unparse(node.value)
+        ):
+            found.append(f"{path}:{node.lineno} decides on request.user.is_staff")
+    return found
+
+
+RULES = [chunk_violations, inference_leaf_violations, scope_violations, management_violations]
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.__name__)
@@ -147,6 +182,14 @@ def test_the_code_keeps_the_layout_rules(rule):
         (chunk_violations, "accounts/services.py", "Citation.objects.filter(chunk__text='x')\n"),
         (chunk_violations, "knowledge/services.py", "sql = 'UPDATE knowledge_chunk SET x = 1'\n"),
         (chunk_violations, "knowledge/ingestion/pipeline.py", "Chunk.objects.bulk_create([])\n"),
+        (chunk_violations, "knowledge/console.py", "document.chunks.order_by('position')\n"),
+        (
+            chunk_violations,
+            "accounts/admin.py",
+            "Role.objects.filter(documents__chunks__text='x')\n",
+        ),
+        (management_violations, "knowledge/admin.py", "request.user.has_perm('x.change_y')\n"),
+        (management_violations, "chatbot/admin.py", "if request.user.is_staff: pass\n"),
         (inference_leaf_violations, "inference/engine.py", "from django.conf import settings\n"),
         (inference_leaf_violations, "inference/client.py", "import knowledge.embeddings\n"),
         (scope_violations, "chatbot/services.py", "scope = Scope(user_id=1, role_ids=(2,))\n"),
