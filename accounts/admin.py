@@ -19,15 +19,18 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from rest_framework.authtoken.admin import TokenProxy
 
 from accounts import policy, services
 from accounts.models import AccessLogEntry, Role, User
 from accounts.policy import ManagementDenied, request_actor
 from config.csv_export import csv_response
 
-# Groups would grant permissions around the management model and outside the access log.
-if admin.site.is_registered(Group):
-    admin.site.unregister(Group)
+# Groups would grant permissions around the management model, and hand-made API tokens
+# would skip the services; neither belongs in the console.
+for _model in (Group, TokenProxy):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
 
 
 def _role_names(roles) -> str:
@@ -87,7 +90,6 @@ class UserAdmin(DjangoUserAdmin):
         "role_list",
         "managed_role_list",
         "is_active",
-        "is_staff",
         "last_login",
         "last_question",
     ]
@@ -224,7 +226,7 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.display(description="name")
     def full_name(self, user):
-        return user.get_full_name()
+        return user.get_full_name() or "—"
 
     @admin.display(description="roles")
     def role_list(self, user):

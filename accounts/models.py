@@ -42,26 +42,26 @@ class AccessLogEntry(models.Model):
     """
 
     class Action(models.TextChoices):
-        USER_CREATED = "user.created"
-        USER_UPDATED = "user.updated"
-        USER_ROLES_CHANGED = "user.roles_changed"
-        USER_ACTIVATED = "user.activated"
-        USER_DEACTIVATED = "user.deactivated"
-        USER_PASSWORD_SET = "user.password_set"
-        USER_PRIVILEGES_CHANGED = "user.privileges_changed"
-        ROLE_CREATED = "role.created"
-        ROLE_UPDATED = "role.updated"
-        ROLE_DELETED = "role.deleted"
-        ROLE_MANAGERS_CHANGED = "role.managers_changed"
-        DOCUMENT_UPLOADED = "document.uploaded"
-        DOCUMENT_RESCOPED = "document.rescoped"
-        DOCUMENT_FILE_REPLACED = "document.file_replaced"
-        DOCUMENT_UPDATED = "document.updated"
-        DOCUMENT_REINGESTED = "document.reingested"
-        DOCUMENT_DELETED = "document.deleted"
-        CONVERSATION_READ = "audit.conversation_read"
-        AUDIT_READ = "audit.answers_read"
-        SEARCH_AS_USER = "audit.search_as_user"
+        USER_CREATED = "user.created", "user created"
+        USER_UPDATED = "user.updated", "user changed"
+        USER_ROLES_CHANGED = "user.roles_changed", "user's roles changed"
+        USER_ACTIVATED = "user.activated", "user activated"
+        USER_DEACTIVATED = "user.deactivated", "user deactivated"
+        USER_PASSWORD_SET = "user.password_set", "password set"
+        USER_PRIVILEGES_CHANGED = "user.privileges_changed", "user's privileges changed"
+        ROLE_CREATED = "role.created", "role created"
+        ROLE_UPDATED = "role.updated", "role renamed or described"
+        ROLE_DELETED = "role.deleted", "role deleted"
+        ROLE_MANAGERS_CHANGED = "role.managers_changed", "role managers changed"
+        DOCUMENT_UPLOADED = "document.uploaded", "document uploaded"
+        DOCUMENT_RESCOPED = "document.rescoped", "document re-scoped"
+        DOCUMENT_FILE_REPLACED = "document.file_replaced", "document file replaced"
+        DOCUMENT_UPDATED = "document.updated", "document changed"
+        DOCUMENT_REINGESTED = "document.reingested", "document re-ingested"
+        DOCUMENT_DELETED = "document.deleted", "document deleted"
+        CONVERSATION_READ = "audit.conversation_read", "conversation read (audit)"
+        AUDIT_READ = "audit.answers_read", "answer audits read (audit)"
+        SEARCH_AS_USER = "audit.search_as_user", "searched as user (audit)"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
@@ -79,7 +79,7 @@ class AccessLogEntry(models.Model):
         ordering = ["-created_at", "-id"]
         default_permissions = ("view",)
         verbose_name = "access log entry"
-        verbose_name_plural = "access log"
+        verbose_name_plural = "access log entries"
         indexes = [models.Index(fields=["target_type", "target_id"])]
 
     def __str__(self) -> str:

@@ -15,6 +15,12 @@ class ConsoleSite(admin.AdminSite):
     index_title = "Users, roles, documents and the audit trail"
     index_template = "admin/console_index.html"
 
+    def index(self, request, extra_context=None):
+        from accounts.access_log import access_log_list
+
+        mine = access_log_list().filter(actor_id=request.user.pk)[:10]
+        return super().index(request, {"my_access_changes": mine, **(extra_context or {})})
+
     def get_urls(self):
         from chatbot.console import dashboard_view
         from knowledge.console import view_as_view

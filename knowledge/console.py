@@ -108,7 +108,7 @@ class ViewAsForm(forms.Form):
     query = forms.CharField(
         label="Query",
         max_length=2000,
-        widget=forms.TextInput(attrs={"size": 60}),
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
     )
     k = forms.IntegerField(
         label="Results",

@@ -71,6 +71,12 @@ def chromium():
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing():
+    """Browser tests log in through the uvicorn process, which checks passwords with the
+    project's hashers: the users they create must be hashed the same way."""
+
+
 @pytest.fixture
 def screenshot():
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

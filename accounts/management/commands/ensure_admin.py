@@ -4,6 +4,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from accounts.models import User
+from accounts.policy import operator
+from accounts.services import user_create
 
 
 class Command(BaseCommand):
@@ -14,7 +16,13 @@ class Command(BaseCommand):
             self.stdout.write("Superuser 'admin' already exists.")
             return
         password = settings.ADMIN_PASSWORD or secrets.token_urlsafe(12)
-        User.objects.create_superuser(username="admin", email="", password=password)
+        user_create(
+            actor=operator(label="ensure_admin"),
+            username="admin",
+            password=password,
+            is_staff=True,
+            is_superuser=True,
+        )
         if settings.ADMIN_PASSWORD:
             self.stdout.write(
                 self.style.SUCCESS("Created superuser 'admin' (password from ADMIN_PASSWORD).")
