@@ -17,13 +17,13 @@ from django.http import HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.utils.html import format_html, format_html_join
 
 from accounts.access_log import Action, log_access
 from accounts.models import Role
 from accounts.policy import can_audit, request_actor
 from chatbot import services
+from chatbot.analytics import day_or_none
 from chatbot.models import AnswerAudit, Conversation, Feedback, Message, MessageCitation
 from config.csv_export import csv_response
 from knowledge.models import Document
@@ -37,17 +37,8 @@ def _query_of(request) -> dict:
     }
 
 
-class AuditedReadOnlyAdmin(admin.ModelAdmin):
-    """Read-only, for auditors only, and every read logged.
-
-    ``read_action`` is what a detail read logs; lists always log ``AUDIT_READ``.
-    """
-
-    read_action = Action.AUDIT_READ
-    read_target_type = ""
-
-    def has_module_permission(self, request):
-        return can_audit(request_actor(request))
+class _AuditorsReadOnly:
+    """Seen only by auditors (accounts.policy), never added, changed or deleted."""
 
     def has_view_permission(self, request, obj=None):
         return can_audit(request_actor(request))
@@ -60,6 +51,19 @@ class AuditedReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class AuditedReadOnlyAdmin(_AuditorsReadOnly, admin.ModelAdmin):
+    """Read-only, for auditors only, and every read logged.
+
+    ``read_action`` is what a detail read logs; lists always log ``AUDIT_READ``.
+    """
+
+    read_action = Action.AUDIT_READ
+    read_target_type = ""
+
+    def has_module_permission(self, request):
+        return can_audit(request_actor(request))
 
     def detail_label(self, obj) -> str:
         return str(obj)
@@ -100,21 +104,9 @@ class AuditedReadOnlyAdmin(admin.ModelAdmin):
         return response
 
 
-class _ReadOnlyInline(admin.TabularInline):
+class _ReadOnlyInline(_AuditorsReadOnly, admin.TabularInline):
     extra = 0
     can_delete = False
-
-    def has_view_permission(self, request, obj=None):
-        return can_audit(request_actor(request))
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class MessageCitationInline(_ReadOnlyInline):
@@ -308,10 +300,7 @@ class CreatedRangeFilter(InputFilter):
             raw = self.used_parameters.get(name)
             if raw is None:
                 continue
-            try:
-                value = parse_date(raw)
-            except ValueError:
-                value = None
+            value = day_or_none(raw)
             if value is None:
                 self.errors.append(
                     f'The "{label}" date "{raw}" is not a date (write YYYY-MM-DD); '

@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta
 from django.db.models import Aggregate, Count, FloatField, Max, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.dateparse import parse_date
 
 from chatbot.models import AnswerAudit, Feedback, MessageCitation
 from knowledge.models import Document
@@ -252,3 +253,11 @@ def _most_cited(*, start: datetime, end: datetime) -> tuple[CitedDocument, ...]:
         )
         for row in rows
     )
+
+
+def day_or_none(raw: str) -> date | None:
+    """A YYYY-MM-DD date typed into the console, or None when it is not one."""
+    try:
+        return parse_date(raw.strip())
+    except ValueError:
+        return None

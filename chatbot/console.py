@@ -10,10 +10,9 @@ from datetime import date, timedelta
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 
 from accounts.policy import can_audit, request_actor
-from chatbot.analytics import UsageSummary, usage_summary
+from chatbot.analytics import UsageSummary, day_or_none, usage_summary
 
 PRESET_DAYS = (7, 30, 90)
 DEFAULT_DAYS = 30
@@ -50,10 +49,7 @@ def period_from_query(query, *, today: date) -> Period:
         for name, raw in (("from", raw_from), ("to", raw_to)):
             if not raw:
                 continue
-            try:
-                value = parse_date(raw)
-            except ValueError:
-                value = None
+            value = day_or_none(raw)
             if value is None:
                 return default(
                     f'"{raw}" is not a date: write dates as YYYY-MM-DD, e.g. '
