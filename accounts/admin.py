@@ -328,13 +328,24 @@ class RoleAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["name", "description", "managers"]
-        return ["name", "description", "managers", "member_list", "document_list", "chunk_total"]
+        fields = ["name", "description", "managers", "member_list"]
+        if request_actor(request).is_superuser:
+            fields += ["document_list", "chunk_total"]
+        return fields
+
+    def get_list_display(self, request):
+        # Which documents a role holds is for superusers: a user manager may not learn that a
+        # document exists (role managers see theirs on the Documents page).
+        if request_actor(request).is_superuser:
+            return self.list_display
+        return [c for c in self.list_display if c != "document_count"]
 
     def has_module_permission(self, request):
-        return policy.can_list_roles(request_actor(request))
+        actor = request_actor(request)
+        return actor.is_superuser or actor.manages_users
 
     def has_view_permission(self, request, obj=None):
-        return policy.can_list_roles(request_actor(request))
+        return self.has_module_permission(request)
 
     def has_add_permission(self, request):
         return policy.can_manage_roles(request_actor(request))
