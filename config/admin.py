@@ -14,6 +14,8 @@ class ConsoleSite(admin.AdminSite):
     site_title = "Knowledge console"
     index_title = "Users, roles, documents and the audit trail"
     index_template = "admin/console_index.html"
+    # The lists (documents, users, audits) need the width more than a second menu does.
+    enable_nav_sidebar = False
 
     def index(self, request, extra_context=None):
         from accounts.access_log import access_log_list
