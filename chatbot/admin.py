@@ -26,8 +26,11 @@ from chatbot import services
 from chatbot.analytics import day_or_none
 from chatbot.models import AnswerAudit, Conversation, Feedback, Message, MessageCitation
 from config.csv_export import csv_response
-from knowledge.models import Document
-from knowledge.selectors import existing_chunk_ids
+from knowledge.selectors import (
+    document_titles_unchecked,
+    existing_chunk_ids,
+    ready_document_titles_unchecked,
+)
 
 
 def _query_of(request) -> dict:
@@ -214,8 +217,8 @@ class DocumentFilter(admin.SimpleListFilter):
     parameter_name = "document"
 
     def lookups(self, request, model_admin):
-        documents = Document.objects.filter(status=Document.Status.READY).order_by("title", "pk")
-        return [(str(pk), f"{title} (#{pk})") for pk, title in documents.values_list("pk", "title")]
+        documents = ready_document_titles_unchecked()
+        return [(str(pk), f"{title} (#{pk})") for pk, title in documents]
 
     def has_output(self):
         return True
@@ -388,9 +391,7 @@ class AnswerAuditAdmin(AuditedReadOnlyAdmin):
         hits = [hit for hit in audit.retrieved or [] if isinstance(hit, dict)]
         if not hits:
             return "None: nothing was retrieved."
-        titles = dict(
-            Document.objects.filter(pk__in=_retrieved_document_ids(hits)).values_list("pk", "title")
-        )
+        titles = document_titles_unchecked(document_ids=_retrieved_document_ids(hits))
         live = existing_chunk_ids(
             chunk_ids=[hit.get("chunk_id") for hit in hits if hit.get("chunk_id")]
         )

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from chatbot.models import AnswerAudit, Feedback, MessageCitation
-from knowledge.models import Document
+from knowledge.selectors import document_status_counts, document_titles_unchecked
 
 MOST_CITED_LIMIT = 10
 
@@ -193,19 +193,7 @@ def usage_summary(*, since: date | datetime, until: date | datetime) -> UsageSum
         down=Count("pk", filter=Q(rating=Feedback.Rating.DOWN)),
     )
 
-    documents = Document.objects.aggregate(
-        queued=Count("pk", filter=Q(status=Document.Status.QUEUED)),
-        processing=Count("pk", filter=Q(status=Document.Status.PROCESSING)),
-        failed=Count("pk", filter=Q(status=Document.Status.FAILED)),
-        failed_in_period=Count(
-            "pk",
-            filter=Q(
-                status=Document.Status.FAILED,
-                status_changed_at__gte=start,
-                status_changed_at__lt=end,
-            ),
-        ),
-    )
+    documents = document_status_counts(failed_since=start, failed_until=end)
 
     return UsageSummary(
         first_day=first_day,
@@ -240,11 +228,7 @@ def _most_cited(*, start: datetime, end: datetime) -> tuple[CitedDocument, ...]:
         .order_by("-answers", "cited_document_id")[:MOST_CITED_LIMIT]
     )
     # A document renamed since it was cited shows under its current title.
-    current = dict(
-        Document.objects.filter(pk__in=[row["cited_document_id"] for row in rows]).values_list(
-            "pk", "title"
-        )
-    )
+    current = document_titles_unchecked(document_ids=[row["cited_document_id"] for row in rows])
     return tuple(
         CitedDocument(
             document_id=row["cited_document_id"],

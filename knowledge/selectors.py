@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from knowledge.models import Chunk, Document, DocumentRole
 
@@ -54,4 +54,35 @@ def document_chunks_for_management(*, document_id: int) -> QuerySet[Chunk]:
         Chunk.objects.filter(document_id=document_id)
         .order_by("position")
         .only("id", "position", "heading", "page", "token_count", "text")
+    )
+
+
+def document_titles_unchecked(*, document_ids: Iterable[int]) -> dict[int, str]:
+    """Current titles by id, for the audit trail and the usage dashboard (auditors only):
+    the ids come from stored citations and audit records, not from a user's request."""
+    return dict(Document.objects.filter(pk__in=list(document_ids)).values_list("pk", "title"))
+
+
+def ready_document_titles_unchecked() -> list[tuple[int, str]]:
+    """(id, title) of every searchable document, for the auditors' filter of answer audits."""
+    return list(
+        Document.objects.filter(status=Document.Status.READY)
+        .order_by("title", "pk")
+        .values_list("pk", "title")
+    )
+
+
+def document_status_counts(*, failed_since, failed_until) -> dict[str, int]:
+    """How many documents are queued, processing and failed now, and how many failed in
+    [failed_since, failed_until): the ingestion figures of the usage dashboard."""
+    failed = Q(status=Document.Status.FAILED)
+    return Document.objects.aggregate(
+        queued=Count("pk", filter=Q(status=Document.Status.QUEUED)),
+        processing=Count("pk", filter=Q(status=Document.Status.PROCESSING)),
+        failed=Count("pk", filter=failed),
+        failed_in_period=Count(
+            "pk",
+            filter=failed
+            & Q(status_changed_at__gte=failed_since, status_changed_at__lt=failed_until),
+        ),
     )
