@@ -234,19 +234,12 @@ class DocumentAdmin(admin.ModelAdmin):
     form = DocumentChangeForm
     change_form_template = "admin/knowledge/document/change_form.html"
     add_form_template = "admin/knowledge/document/upload.html"
-    readonly_fields = [
-        "status_display",
-        "error",
-        "chunk_count",
-        "status_changed_at",
-        "original_filename",
-        "type_display",
-        "size_display",
-        "content_hash",
-        "uploaded_by",
-        "created_at",
-        "updated_at",
-    ]
+    ingestion_fields = ["status_display", "error", "chunk_count", "status_changed_at"]
+    file_fields = [
+        "original_filename", "type_display", "size_display", "content_hash", "uploaded_by",
+        "created_at", "updated_at",
+    ]  # fmt: skip
+    readonly_fields = [*ingestion_fields, *file_fields]
 
     # Permissions: accounts.policy, never Django's model permissions.
 
@@ -401,24 +394,8 @@ class DocumentAdmin(admin.ModelAdmin):
             editable.append("replace_file")
         return [
             (None, {"fields": editable}),
-            (
-                "Ingestion",
-                {"fields": ["status_display", "error", "chunk_count", "status_changed_at"]},
-            ),
-            (
-                "File",
-                {
-                    "fields": [
-                        "original_filename",
-                        "type_display",
-                        "size_display",
-                        "content_hash",
-                        "uploaded_by",
-                        "created_at",
-                        "updated_at",
-                    ]
-                },
-            ),
+            ("Ingestion", {"fields": self.ingestion_fields}),
+            ("File", {"fields": self.file_fields}),
         ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):

@@ -216,3 +216,18 @@ def test_grants_come_from_the_user_not_from_groups():
     staff.groups.add(group)
     actor = actor_for(user=staff)
     assert not actor.manages_users and not actor.audits and not actor.is_anyone
+
+
+@pytest.mark.parametrize("change", [{"is_superuser": True}, {"is_staff": True}])
+def test_only_a_superuser_raises_a_user_to_staff_or_superuser(change):
+    ugo = factories.grant(factories.user(username="ugo", is_staff=True), "manage_users")
+    pat = factories.user(username="pat")
+    with pytest.raises(policy.ManagementDenied):
+        services.user_update(actor=actor_for(user=ugo), user=pat, **change)
+    pat.refresh_from_db()
+    assert not (pat.is_staff or pat.is_superuser) and not AccessLogEntry.objects.exists()
+
+    services.user_update(actor=actor_for(user=factories.superuser()), user=pat, **change)
+    pat.refresh_from_db()
+    assert getattr(pat, next(iter(change)))
+    assert AccessLogEntry.objects.get().action == "user.privileges_changed"
