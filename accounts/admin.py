@@ -19,18 +19,15 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from rest_framework.authtoken.admin import TokenProxy
 
 from accounts import policy, services
 from accounts.models import AccessLogEntry, Role, User
 from accounts.policy import ManagementDenied, request_actor
 from config.csv_export import csv_response
 
-# Groups would grant permissions around the management model, and hand-made API tokens
-# would skip the services; neither belongs in the console.
-for _model in (Group, TokenProxy):
-    if admin.site.is_registered(_model):
-        admin.site.unregister(_model)
+# Groups would grant permissions around the management model: not in the console.
+if admin.site.is_registered(Group):
+    admin.site.unregister(Group)
 
 
 def _role_names(roles) -> str:

@@ -5,19 +5,27 @@ from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
-from rest_framework.exceptions import APIException, AuthenticationFailed, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    AuthenticationFailed,
+    NotFound,
+    ValidationError,
+)
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import policy, services
-from accounts.models import Role, User
+from accounts.models import ApiToken, Role, User
 from accounts.policy import ManagementDenied, actor_for
 from accounts.selectors import UnknownRoles, role_list, roles_by_names, users_by_usernames
+from accounts.tokens import token_issue, token_revoke, tokens_for_user
 
 
 class TokenObtainApi(APIView):
+    """A new API token for a username and password. Failed attempts are counted per account
+    and per address (accounts.login_throttle), and over the limit answer 429."""
+
     permission_classes = [AllowAny]
     authentication_classes = []
 
@@ -25,21 +33,67 @@ class TokenObtainApi(APIView):
         return "Token"
 
     class TokenRequestSerializer(serializers.Serializer):
-        username = serializers.CharField()
-        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(
+            max_length=4096, style={"input_type": "password"}, trim_whitespace=False
+        )
+        name = serializers.CharField(
+            max_length=100, required=False, allow_blank=True, help_text="a label, e.g. a host"
+        )
 
     class TokenSerializer(serializers.Serializer):
-        token = serializers.CharField()
+        token = serializers.CharField(help_text="shown once; only a hash is stored")
+        id = serializers.IntegerField()
+        expires_at = serializers.DateTimeField()
 
-    @extend_schema(request=TokenRequestSerializer, responses=TokenSerializer, auth=[])
+    @extend_schema(
+        request=TokenRequestSerializer,
+        responses={
+            200: TokenSerializer,
+            429: OpenApiResponse(description="too many failed sign-ins"),
+            503: OpenApiResponse(description="sign-in cannot be checked now (fails closed)"),
+        },
+        auth=[],
+    )
     def post(self, request):
         data = self.TokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(request, **data.validated_data)
+        values = data.validated_data
+        user = authenticate(request, username=values["username"], password=values["password"])
         if user is None:
             raise AuthenticationFailed("Invalid username or password.")
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        token, key = token_issue(user=user, name=values.get("name", ""))
+        return Response({"token": key, "id": token.pk, "expires_at": token.expires_at})
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    current = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "expires_at", "last_used_at", "current"]
+
+    def get_current(self, token) -> bool:
+        return token == self.context.get("current")
+
+
+class TokenListApi(APIView):
+    @extend_schema(
+        responses=ApiTokenSerializer(many=True),
+        description="Your own live API tokens (never their keys).",
+    )
+    def get(self, request):
+        tokens = tokens_for_user(user=request.user)
+        context = {"current": request.auth if isinstance(request.auth, ApiToken) else None}
+        return Response(ApiTokenSerializer(tokens, many=True, context=context).data)
+
+
+class TokenDetailApi(APIView):
+    @extend_schema(responses={204: None}, description="Revoke one of your own API tokens.")
+    def delete(self, request, token_id: int):
+        if not token_revoke(user=request.user, token_id=token_id):
+            raise NotFound("You have no token with this id.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MeApi(APIView):

@@ -84,3 +84,28 @@ class AccessLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_username} {self.action} {self.target_label}"
+
+
+class ApiToken(models.Model):
+    """A bearer credential for the API. Only a SHA-256 of the key is stored (the key is 256
+    random bits, so a fast hash is enough: nothing to brute-force); the key itself is shown
+    once, when issued. A token expires, and stops working when its user's password changes
+    (``password_fingerprint``) or the user is deactivated, even before it is deleted."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8, help_text="the key's first characters, to tell it")
+    name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    password_fingerprint = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user_id})"

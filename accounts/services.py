@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 
 from django.contrib.auth.models import Permission
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from accounts import policy
 from accounts.access_log import Action, log_access
 from accounts.models import Role, User
 from accounts.policy import Actor
 from accounts.selectors import roles_by_names
+from accounts.tokens import tokens_revoke_all
 
 
 class RoleInUse(Exception):
@@ -317,4 +317,4 @@ def user_set_grants(
 
 
 def user_revoke_tokens(*, user: User) -> None:
-    Token.objects.filter(user=user).delete()
+    tokens_revoke_all(user=user)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
+from django.conf import settings
 from django.core.cache import cache
 
 from tests.processes import free_port, http_answers, session_database_url, stop_process, wait_until
@@ -16,6 +18,20 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_login_counters():
+    """Failed-login counters live in the shared Redis (as in production); without this the
+    failures of one test would throttle the logins of the next."""
+    yield
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter("throttle:*login-fail:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,10 @@
 import itertools
 
 from django.contrib.auth.models import Permission
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import Role, User
+from accounts.tokens import token_issue
 from knowledge import services
 from knowledge.models import Document
 
@@ -56,6 +56,6 @@ def indexed_document(*, title: str, text: str, roles) -> Document:
 def api_client(account: User | None = None) -> APIClient:
     client = APIClient()
     if account is not None:
-        token, _ = Token.objects.get_or_create(user=account)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        _, key = token_issue(user=account, name="tests")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client

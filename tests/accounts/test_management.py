@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.authtoken.models import Token
 
 from accounts import policy, services
-from accounts.models import AccessLogEntry
+from accounts.models import AccessLogEntry, ApiToken
 from accounts.policy import actor_for, operator
 from accounts.selectors import user_scope
 from knowledge import services as knowledge_services
@@ -117,7 +116,7 @@ def test_a_new_password_or_a_deactivation_revokes_api_tokens(admin):
 
     assert response.status_code == 200
     assert tom_client.get("/api/v1/me/").status_code == 401
-    assert not Token.objects.filter(user=tom).exists()
+    assert not ApiToken.objects.filter(user=tom).exists()
 
     tom_client = factories.api_client(tom)  # a fresh token, then deactivation
     client_admin.patch(f"/api/v1/users/{tom.pk}/", {"is_active": False}, format="json")
