@@ -167,6 +167,17 @@ INGEST_SWEEP_INTERVAL_SECONDS = env.int("INGEST_SWEEP_INTERVAL_SECONDS", default
 INGEST_EMBED_BATCH = env.int("INGEST_EMBED_BATCH", default=64)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Request bodies (config.body_limits, before Django reads them): a document upload may carry
+# INGEST_MAX_UPLOAD_BYTES plus its multipart framing; every other request at most this (413).
+REQUEST_MAX_BODY_BYTES = env.int("REQUEST_MAX_BODY_BYTES", default=1024 * 1024)
+# JSON nesting the API accepts (400 deeper). Its payloads nest 3 levels at most; this leaves
+# room for growth and stays far below the depth at which json.loads runs out of stack.
+REQUEST_MAX_JSON_DEPTH = env.int("REQUEST_MAX_JSON_DEPTH", default=32)
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
+    "config.parsers.LimitedJSONParser",
+    "rest_framework.parsers.FormParser",
+    "rest_framework.parsers.MultiPartParser",
+]
 
 # Retrieval: below this many visible chunks the exact (brute-force) plan is used.
 RETRIEVAL_EXACT_THRESHOLD = env.int("RETRIEVAL_EXACT_THRESHOLD", default=8000)

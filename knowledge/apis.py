@@ -5,7 +5,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,6 +13,7 @@ from accounts import policy
 from accounts.models import User
 from accounts.policy import ManagementDenied, actor_for
 from accounts.selectors import UnknownRoles, roles_by_names, user_scope
+from config.parsers import LimitedJSONParser
 from knowledge import services
 from knowledge.access import (
     access_chunk,
@@ -157,7 +158,7 @@ def _document_or_404(request, document_id: int):
 
 
 class DocumentDetailApi(APIView):
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [LimitedJSONParser, MultiPartParser, FormParser]
 
     class UpdateSerializer(serializers.Serializer):
         roles = _RolesField(required=False)
