@@ -20,6 +20,7 @@ from accounts.models import ApiToken, Role, User
 from accounts.policy import ManagementDenied, actor_for
 from accounts.selectors import UnknownRoles, role_list, roles_by_names, users_by_usernames
 from accounts.tokens import token_issue, token_revoke, tokens_for_user
+from config.serializers import StrictSerializer
 
 
 class TokenObtainApi(APIView):
@@ -32,7 +33,7 @@ class TokenObtainApi(APIView):
     def get_authenticate_header(self, request):
         return "Token"
 
-    class TokenRequestSerializer(serializers.Serializer):
+    class TokenRequestSerializer(StrictSerializer):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(
             max_length=4096, style={"input_type": "password"}, trim_whitespace=False
@@ -127,12 +128,20 @@ def _actor_who(request, allowed, message: str):
     return actor
 
 
-class RoleConflict(APIException):
+TAKEN_NAME = "the name is taken"
+PASSWORD_AND_ROLES_RULES = (
+    "The password must pass the password rules (at least 8 characters, not a common "
+    "password, not all digits, not like the username) and every role must exist: 400 "
+    "otherwise, naming the field."
+)
+
+
+class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
 
 
 class RoleListApi(APIView):
-    class RoleCreateSerializer(serializers.Serializer):
+    class RoleCreateSerializer(StrictSerializer):
         name = serializers.SlugField(max_length=64)
         description = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
@@ -141,7 +150,10 @@ class RoleListApi(APIView):
         _actor_who(request, policy.can_list_roles, "You do not manage users or documents.")
         return Response(RoleSerializer(role_list().prefetch_related("managers"), many=True).data)
 
-    @extend_schema(request=RoleCreateSerializer, responses={201: RoleSerializer})
+    @extend_schema(
+        request=RoleCreateSerializer,
+        responses={201: RoleSerializer, 409: OpenApiResponse(description=TAKEN_NAME)},
+    )
     def post(self, request):
         actor = _actor_who(request, policy.can_manage_roles, "Only a superuser can create roles.")
         data = self.RoleCreateSerializer(data=request.data)
@@ -149,19 +161,23 @@ class RoleListApi(APIView):
         try:
             role = services.role_create(actor=actor, **data.validated_data)
         except IntegrityError:
-            raise ValidationError({"name": ["A role with this name already exists."]}) from None
+            raise Conflict("A role with this name already exists.") from None
         return Response(RoleSerializer(role).data, status=status.HTTP_201_CREATED)
 
 
 class RoleDetailApi(APIView):
-    class RoleUpdateSerializer(serializers.Serializer):
+    class RoleUpdateSerializer(StrictSerializer):
         name = serializers.SlugField(max_length=64, required=False)
         description = serializers.CharField(max_length=255, required=False, allow_blank=True)
         managers = serializers.ListField(
             child=serializers.CharField(), required=False, help_text="usernames"
         )
 
-    @extend_schema(request=RoleUpdateSerializer, responses=RoleSerializer)
+    @extend_schema(
+        request=RoleUpdateSerializer,
+        responses={200: RoleSerializer, 409: OpenApiResponse(description=TAKEN_NAME)},
+        description="Every manager must name an existing user (400 otherwise).",
+    )
     def patch(self, request, role_id: int):
         actor = _actor_who(request, policy.can_manage_roles, "Only a superuser can change roles.")
         role = get_object_or_404(Role, pk=role_id)
@@ -185,7 +201,7 @@ class RoleDetailApi(APIView):
                 if managers is not None:
                     services.role_set_managers(actor=actor, role=role, managers=managers)
         except IntegrityError:
-            raise ValidationError({"name": ["A role with this name already exists."]}) from None
+            raise Conflict("A role with this name already exists.") from None
         return Response(RoleSerializer(role).data)
 
     @extend_schema(
@@ -213,7 +229,7 @@ class RoleDetailApi(APIView):
         try:
             services.role_delete(actor=actor, role=role, move_to=move_to)
         except services.RoleInUse as exc:
-            raise RoleConflict(str(exc)) from None
+            raise Conflict(str(exc)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -252,9 +268,9 @@ def _manages_users(actor) -> bool:
 
 
 class UserListApi(APIView):
-    class UserCreateSerializer(serializers.Serializer):
+    class UserCreateSerializer(StrictSerializer):
         username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
-        password = serializers.CharField(trim_whitespace=False)
+        password = serializers.CharField(min_length=8, max_length=4096, trim_whitespace=False)
         email = serializers.EmailField(required=False, allow_blank=True)
         roles = serializers.ListField(child=serializers.CharField(), required=False)
         is_active = serializers.BooleanField(required=False, default=True)
@@ -266,7 +282,11 @@ class UserListApi(APIView):
         users = User.objects.prefetch_related("roles", "managed_roles").order_by("username")
         return Response(UserOutputSerializer(users, many=True).data)
 
-    @extend_schema(request=UserCreateSerializer, responses={201: UserOutputSerializer})
+    @extend_schema(
+        request=UserCreateSerializer,
+        responses={201: UserOutputSerializer, 409: OpenApiResponse(description=TAKEN_NAME)},
+        description=PASSWORD_AND_ROLES_RULES,
+    )
     def post(self, request):
         actor = _actor_who(request, _manages_users, "You do not manage users.")
         data = self.UserCreateSerializer(data=request.data)
@@ -274,7 +294,7 @@ class UserListApi(APIView):
         values = data.validated_data
         policy.check_create_user(actor, is_staff=values["is_staff"])
         if User.objects.filter(username=values["username"]).exists():
-            raise ValidationError({"username": ["A user with this username already exists."]})
+            raise Conflict("A user with this username already exists.")
         try:
             user = services.user_create(
                 actor=actor,
@@ -291,12 +311,14 @@ class UserListApi(APIView):
 
 
 class UserDetailApi(APIView):
-    class UserUpdateSerializer(serializers.Serializer):
+    class UserUpdateSerializer(StrictSerializer):
         email = serializers.EmailField(required=False, allow_blank=True)
         roles = serializers.ListField(child=serializers.CharField(), required=False)
         is_active = serializers.BooleanField(required=False)
         is_staff = serializers.BooleanField(required=False)
-        password = serializers.CharField(required=False, trim_whitespace=False)
+        password = serializers.CharField(
+            required=False, min_length=8, max_length=4096, trim_whitespace=False
+        )
 
     @extend_schema(responses=UserOutputSerializer)
     def get(self, request, user_id: int):
@@ -306,7 +328,8 @@ class UserDetailApi(APIView):
     @extend_schema(
         request=UserUpdateSerializer,
         responses=UserOutputSerializer,
-        description="A new password or a deactivation revokes the user's API tokens.",
+        description="A new password or a deactivation revokes the user's API tokens. "
+        + PASSWORD_AND_ROLES_RULES,
     )
     def patch(self, request, user_id: int):
         actor = _actor_who(request, _manages_users, "You do not manage users.")

@@ -26,6 +26,7 @@ from chatbot.serializers import (
     FeedbackSerializer,
 )
 from chatbot.sse import EventStreamRenderer, chat_event_stream, event_stream_response
+from config.serializers import StrictSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class AnswerFailed(APIException):
         self.status_code = failure.status
 
 
-class ChatInputSerializer(serializers.Serializer):
+class ChatInputSerializer(StrictSerializer):
     message = serializers.CharField(
         max_length=settings.CHAT_MAX_QUESTION_CHARS,
         error_messages={

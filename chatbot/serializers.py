@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from chatbot.models import Conversation, Feedback
+from config.serializers import StrictSerializer
 
 
 class CitationSerializer(serializers.Serializer):
@@ -35,7 +36,7 @@ def citations_data(citations) -> list[dict]:
     return CitationSerializer(citations, many=True).data
 
 
-class FeedbackSerializer(serializers.Serializer):
+class FeedbackSerializer(StrictSerializer):
     rating = serializers.ChoiceField(choices=Feedback.Rating.choices)
     comment = serializers.CharField(allow_blank=True, required=False, max_length=4000)
 

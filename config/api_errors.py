@@ -2,6 +2,18 @@ from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
+ERROR_DESCRIPTIONS = {
+    400: "the request is invalid (the errors name the fields)",
+    401: "no valid credentials",
+    403: "not allowed for this user",
+    404: "not found, or not visible to this user",
+    409: "conflicts with what is stored",
+    413: "the request body is too large",
+    415: "unsupported content type",
+    429: "too many requests; Retry-After says when to come back",
+    503: "a component is unavailable",
+}
+
 
 def _flatten(detail, prefix: str = "") -> list[str]:
     if isinstance(detail, dict):

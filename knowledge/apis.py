@@ -14,6 +14,7 @@ from accounts.models import User
 from accounts.policy import ManagementDenied, actor_for
 from accounts.selectors import UnknownRoles, roles_by_names, user_scope
 from config.parsers import LimitedJSONParser
+from config.serializers import StrictSerializer
 from knowledge import services
 from knowledge.access import (
     access_chunk,
@@ -56,6 +57,11 @@ class _RolesField(serializers.ListField):
 
     child = serializers.CharField()
 
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_length", 1)
+        kwargs.setdefault("help_text", "role names; at least one (each must exist)")
+        super().__init__(**kwargs)
+
     def get_value(self, dictionary):
         if hasattr(dictionary, "getlist") and self.field_name in dictionary:
             values = dictionary.getlist(self.field_name)
@@ -78,6 +84,16 @@ def _roles_or_400(names):
         raise ValidationError({"roles": [str(exc)]}) from None
 
 
+def _flag(params, name: str) -> bool:
+    """A boolean query parameter: absent, true or false (1/0); anything else is a 400."""
+    value = params.get(name)
+    if value is None:
+        return False
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise ValidationError({name: ["Must be true or false."]})
+    return value.lower() in ("true", "1")
+
+
 def _document_manager(request):
     """The request's Actor when it manages any role (else 403, before the body is read)."""
     actor = actor_for(user=request.user)
@@ -90,13 +106,13 @@ class DocumentListApi(ListAPIView):
     serializer_class = DocumentOutputSerializer
     parser_classes = [MultiPartParser, FormParser]
 
-    class UploadSerializer(serializers.Serializer):
+    class UploadSerializer(StrictSerializer):
         file = serializers.FileField(allow_empty_file=True)
         title = serializers.CharField(max_length=255, required=False, allow_blank=True)
         roles = _RolesField()
 
     def get_queryset(self):
-        if self.request.query_params.get("managed") in ("1", "true", "yes"):
+        if _flag(self.request.query_params, "managed"):
             return document_list_for_management(actor=actor_for(user=self.request.user))
         return document_list_for_user(scope=user_scope(user=self.request.user))
 
@@ -160,7 +176,7 @@ def _document_or_404(request, document_id: int):
 class DocumentDetailApi(APIView):
     parser_classes = [LimitedJSONParser, MultiPartParser, FormParser]
 
-    class UpdateSerializer(serializers.Serializer):
+    class UpdateSerializer(StrictSerializer):
         roles = _RolesField(required=False)
         title = serializers.CharField(max_length=255, required=False)
         file = serializers.FileField(required=False, allow_empty_file=True)
@@ -244,13 +260,16 @@ class ChunkDetailApi(APIView):
 class SearchApi(APIView):
     throttle_scope = "search"
 
-    class SearchRequestSerializer(serializers.Serializer):
+    class SearchRequestSerializer(StrictSerializer):
         query = serializers.CharField(max_length=2000)
         k = serializers.IntegerField(min_value=1, max_value=50, default=5)
 
+    class SearchResultsSerializer(serializers.Serializer):
+        results = SearchHitSerializer(many=True)
+
     @extend_schema(
         request=SearchRequestSerializer,
-        responses={200: SearchHitSerializer(many=True)},
+        responses={200: SearchResultsSerializer},
         description="Hybrid search over the chunks the caller's roles may see.",
     )
     def post(self, request):
@@ -261,7 +280,7 @@ class SearchApi(APIView):
 
 
 class SearchAsUserApi(APIView):
-    class SearchAsRequestSerializer(serializers.Serializer):
+    class SearchAsRequestSerializer(StrictSerializer):
         username = serializers.CharField(max_length=150)
         query = serializers.CharField(max_length=2000)
         k = serializers.IntegerField(min_value=1, max_value=50, default=10)
@@ -275,7 +294,10 @@ class SearchAsUserApi(APIView):
 
     @extend_schema(
         request=SearchAsRequestSerializer,
-        responses=SearchAsResultSerializer,
+        responses={
+            200: SearchAsResultSerializer,
+            404: OpenApiResponse(description="no user with this username"),
+        },
         description="Search exactly as another user would (their roles, the same scoped "
         "search), with the plan it ran. Needs the audit permission; every use is logged.",
     )

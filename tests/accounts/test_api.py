@@ -126,12 +126,12 @@ def test_duplicate_names_are_400(staff):
     client = factories.api_client(staff)
     assert client.post("/api/v1/roles/", {"name": "hr"}, format="json").status_code == 201
     dup = client.post("/api/v1/roles/", {"name": "hr"}, format="json")
-    assert dup.status_code == 400 and "already exists" in dup.json()["detail"]
+    assert dup.status_code == 409 and "already exists" in dup.json()["detail"]
     factories.user(username="taken")
     dup_user = client.post(
         "/api/v1/users/", {"username": "taken", "password": "a-Long-pass-42"}, format="json"
     )
-    assert dup_user.status_code == 400 and "already exists" in dup_user.json()["detail"]
+    assert dup_user.status_code == 409 and "already exists" in dup_user.json()["detail"]
 
 
 def test_malformed_json_is_400_not_500(staff):
