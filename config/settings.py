@@ -32,6 +32,26 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS=true when users reach the site over TLS (terminated here or at a proxy that sets
+# X-Forwarded-Proto for uvicorn's --proxy-headers): cookies only over TLS, plain HTTP
+# redirected (except the health probe), and browsers told to stay on HTTPS (HSTS).
+HTTPS = env.bool("HTTPS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=3600 if HTTPS else 0)
+# HSTS for every subdomain, and the browsers' preload list, are decisions for the whole
+# company domain (this app usually runs on one subdomain of it): off unless asked for, and
+# Django's reminders about them silenced while off.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [
+    check
+    for check, on in (("security.W005", SECURE_HSTS_INCLUDE_SUBDOMAINS),
+                      ("security.W021", SECURE_HSTS_PRELOAD))
+    if not on
+]  # fmt: skip
+
 INSTALLED_APPS = [
     "config.apps.ConsoleAdminConfig",
     "django.contrib.auth",
