@@ -187,6 +187,13 @@ INGEST_MAX_UNPACKED_BYTES = env.int("INGEST_MAX_UNPACKED_BYTES", default=200 * 1
 INGEST_STUCK_AFTER_SECONDS = env.int("INGEST_STUCK_AFTER_SECONDS", default=600)
 INGEST_SWEEP_INTERVAL_SECONDS = env.int("INGEST_SWEEP_INTERVAL_SECONDS", default=60)
 INGEST_EMBED_BATCH = env.int("INGEST_EMBED_BATCH", default=64)
+# Unpacked XML a DOCX may hold (python-docx parses it whole, at many times its size in memory).
+INGEST_MAX_DOCX_XML_BYTES = env.int("INGEST_MAX_DOCX_XML_BYTES", default=20 * 1024 * 1024)
+# Each parse runs in a child process under these bounds, so no file can take the worker down.
+INGEST_PARSE_MAX_MEMORY_MB = env.int("INGEST_PARSE_MAX_MEMORY_MB", default=1024)
+INGEST_PARSE_TIMEOUT_SECONDS = env.int("INGEST_PARSE_TIMEOUT_SECONDS", default=120)
+# Runs of one document that may end without a result (a killed worker) before it is failed.
+INGEST_MAX_ATTEMPTS = env.int("INGEST_MAX_ATTEMPTS", default=3)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Request bodies (config.body_limits, before Django reads them): a document upload may carry

@@ -27,6 +27,9 @@ class Document(models.Model):
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     chunk_count = models.PositiveIntegerField(default=0)
+    # Ingestion runs started since the document was last queued; one that never finishes (a
+    # killed worker) is redelivered, and the pipeline gives up after INGEST_MAX_ATTEMPTS.
+    ingest_attempts = models.PositiveSmallIntegerField(default=0)
     # Hash of the content that the current chunks were built from (dedupe and idempotency).
     indexed_hash = models.CharField(max_length=64, blank=True)
     roles = models.ManyToManyField(Role, through="DocumentRole", related_name="documents")

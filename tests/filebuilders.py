@@ -183,3 +183,94 @@ def make_binary_junk(size: int = 4096, *, seed: int = 7) -> bytes:
 def make_undecodable_text(size: int = 4096, *, seed: int = 7) -> bytes:
     """Random bytes without NULs: no text encoding makes sense of them."""
     return random.Random(seed).randbytes(size).replace(b"\x00", b"\x01")
+
+
+def make_docx_with_document_xml(document_xml: bytes) -> bytes:
+    """A real Word document (made by python-docx) whose word/document.xml is replaced."""
+    original = make_docx([("paragraph", "placeholder")])
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(original)) as source,
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
+    ):
+        for member in source.infolist():
+            data = source.read(member)
+            if member.filename == "word/document.xml":
+                data = document_xml
+            archive.writestr(_zip_info(member.filename), data)
+    return buffer.getvalue()
+
+
+_WORD_NAMESPACE = b"http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def make_docx_xml_bomb(
+    *, xml_bytes: int = 0, empty_paragraphs: int = 0, ratio: int = 50, seed: int = 7
+) -> bytes:
+    """A real .docx whose document.xml holds one paragraph of text, `empty_paragraphs` empty
+    ones (<w:p/>) and whitespace up to about xml_bytes, salted with random hex so that it
+    compresses only about ratio:1: under the zip-bomb ratio guard (100:1), so only bounds on
+    the XML itself can refuse it. 20 MB of XML makes a file of about 0.5 MB."""
+    start = (
+        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<w:document xmlns:w="'
+        + _WORD_NAMESPACE
+        + b'"><w:body><w:p><w:r><w:t>The Falcon reserve is 7,310 units.</w:t></w:r></w:p>'
+    )
+    end = b"</w:body></w:document>"
+    paragraphs = b"<w:p/>" * empty_paragraphs
+    size = max(xml_bytes, len(start) + len(paragraphs) + len(end))
+    # Hex digits deflate to about half their size.
+    salt = random.Random(seed).randbytes(size // ratio).hex().encode()
+    salt_paragraph = b"<w:p><w:r><w:t>" + salt + b"</w:t></w:r></w:p>"
+    spaces = max(size - len(start) - len(paragraphs) - len(salt_paragraph) - len(end), 0)
+    # In runs of under 1 MB: libxml2 refuses a text node over 10 MB by itself.
+    run = b" " * (1024 * 1024 - 6) + b"<w:p/>"
+    padding = run * (spaces // len(run)) + b" " * (spaces % len(run))
+    return make_docx_with_document_xml(start + salt_paragraph + paragraphs + padding + end)
+
+
+def make_pdf_with_content_stream(content: bytes) -> bytes:
+    """A one-page PDF whose page content stream is `content`, FlateDecode-compressed: a
+    megabyte of spaces compresses to about a kilobyte."""
+    import zlib
+
+    stream = zlib.compress(content, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def make_exploding_pdf(decoded_bytes: int) -> bytes:
+    """A PDF whose one content stream is a line of text followed by decoded_bytes of spaces:
+    40 MB decoded is a 40 KB file."""
+    text = b"BT /F1 12 Tf 72 700 Td (The Falcon reserve is 7,310 units.) Tj ET\n"
+    return make_pdf_with_content_stream(text + b" " * decoded_bytes)
+
+
+def make_short_lines_text(size: int) -> bytes:
+    """size bytes of two-letter lines: the text parser keeps one string object (~60 bytes)
+    per 3-byte line, so 50 MB needs more than 1 GB of memory."""
+    return b"ab\n" * (size // 3)
+
+
+def make_slow_markdown(size: int) -> bytes:
+    """A Markdown list of size/4 one-letter items: markdown-it parses it at about 0.5 MB/s."""
+    return b"# Slow list\n\n" + b"- a\n" * (size // 4)

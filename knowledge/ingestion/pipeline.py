@@ -10,7 +10,8 @@ from django.db import transaction
 
 from knowledge import embeddings, index
 from knowledge.ingestion.chunking import chunk_sections
-from knowledge.ingestion.parsers import ParseError, UnsupportedType, parse_document
+from knowledge.ingestion.parsers import ParseError, UnsupportedType
+from knowledge.ingestion.sandbox import parse_document_in_child
 from knowledge.models import Document
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,9 @@ def document_ingest(*, document_id: int) -> str:
     """Parse, chunk, embed and index the document's stored file; returns what happened.
 
     Idempotent: a document already indexed from its current file is left alone, and any
-    number of runs (sequential or concurrent) leave exactly one set of chunks.
+    number of runs (sequential or concurrent) leave exactly one set of chunks. A document
+    whose last INGEST_MAX_ATTEMPTS runs all ended without a result (the worker died) is
+    marked failed instead of being tried again.
     """
     document = Document.objects.filter(pk=document_id).first()
     if document is None:
@@ -28,7 +31,8 @@ def document_ingest(*, document_id: int) -> str:
     if document.status == Document.Status.READY and document.indexed_hash == document.content_hash:
         return "already indexed"
     content_hash = document.content_hash
-    index.document_mark_processing(document_id=document_id)
+    if refused := _document_claim_for_ingest(document_id=document_id):
+        return refused
 
     source_id = index.document_copy_chunks_of_identical_content(
         document_id=document_id, content_hash=content_hash
@@ -46,10 +50,13 @@ def document_ingest(*, document_id: int) -> str:
     if hashlib.sha256(data).hexdigest() != content_hash:
         return "superseded"  # the file was replaced meanwhile; that upload enqueued its own run
     try:
-        parsed = parse_document(
+        parsed = parse_document_in_child(
             data=data,
             filename=document.original_filename or document.file.name,
             max_unpacked_bytes=settings.INGEST_MAX_UNPACKED_BYTES,
+            max_xml_bytes=settings.INGEST_MAX_DOCX_XML_BYTES,
+            max_memory_mb=settings.INGEST_PARSE_MAX_MEMORY_MB,
+            timeout_seconds=settings.INGEST_PARSE_TIMEOUT_SECONDS,
         )
     except (ParseError, UnsupportedType) as exc:
         index.document_mark_failed(document_id=document_id, reason=str(exc))
@@ -73,3 +80,42 @@ def document_ingest(*, document_id: int) -> str:
             document_id=document_id, drafts=drafts, vectors=vectors, content_hash=content_hash
         )
     return "indexed"
+
+
+def _document_claim_for_ingest(*, document_id: int) -> str | None:
+    """Count this run and mark the document processing, in one transaction. Returns None
+    when claimed, else why not: "gone", or "gave up" once INGEST_MAX_ATTEMPTS runs have
+    started since the document was last queued.
+
+    Queueing (upload, a user's re-ingest, a replaced file) starts the count again; nothing
+    else does, so the copies of a task that kills its worker (redeliveries, the stuck sweep)
+    run out. A run that finds the document still processing follows one that died, and marks
+    it failed with that reason; one that finds it failed or ready (a stray copy) leaves it.
+    """
+    max_attempts = settings.INGEST_MAX_ATTEMPTS
+    with transaction.atomic():
+        document = (
+            Document.objects.select_for_update()
+            .filter(pk=document_id)
+            .only("status", "ingest_attempts")
+            .first()
+        )
+        if document is None:
+            return "gone"
+        queued = document.status == Document.Status.QUEUED
+        attempts = 1 if queued else document.ingest_attempts + 1
+        if attempts > max_attempts:
+            if document.status == Document.Status.PROCESSING:
+                logger.error("document %s: gave up after %s attempts", document_id, max_attempts)
+                index.document_mark_failed(
+                    document_id=document_id,
+                    reason=(
+                        f"Gave up after {max_attempts} attempts: the parser crashed or ran "
+                        "out of memory or time each time (the worker processing the file "
+                        "died). Re-ingest the document to try again."
+                    ),
+                )
+            return "gave up"
+        Document.objects.filter(pk=document_id).update(ingest_attempts=attempts)
+        index.document_mark_processing(document_id=document_id)
+    return None

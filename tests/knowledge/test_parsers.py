@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from knowledge import demo
+from knowledge.ingestion import sandbox
 from knowledge.ingestion.parsers import (
     SUPPORTED_EXTENSIONS,
     ParsedDocument,
@@ -19,6 +25,7 @@ from knowledge.ingestion.parsers import (
     parse_document,
     supported_types_text,
 )
+from knowledge.ingestion.sandbox import parse_document_in_child
 from tests import filebuilders as fb
 
 MB = 1024 * 1024
@@ -472,3 +479,170 @@ def test_demo_rendering_and_parsing_are_deterministic(demo_documents, demo_parse
     assert [(d.filename, d.data) for d in again] == [(d.filename, d.data) for d in demo_documents]
     for doc in again:
         assert parse(doc.data, doc.filename) == demo_parsed[doc.filename]
+
+
+# --- bounds on crafted files -------------------------------------------------------------
+
+
+def test_docx_with_more_xml_than_the_bound_is_refused_before_parsing():
+    data = fb.make_docx_xml_bomb(xml_bytes=21 * MB)
+    assert len(data) * 100 > 21 * MB  # compressed too little for the zip-bomb ratio guard
+
+    started = time.monotonic()
+    message = parse_error(data, "bomb.docx")
+
+    assert message == (
+        "The DOCX holds more than 20 MB of XML when unpacked; "
+        "refusing to parse it (possible XML bomb)."
+    )
+    assert time.monotonic() - started < 3
+
+
+def test_docx_xml_bound_is_configurable():
+    data = fb.make_docx_xml_bomb(xml_bytes=3 * MB)
+
+    assert "more than 2 MB of XML" in parse_error(data, "x.docx", max_xml_bytes=2 * MB)
+    assert parse(data, "x.docx").text.startswith("The Falcon reserve is 7,310 units.")
+
+
+def test_docx_with_too_many_xml_elements_is_refused_before_parsing():
+    data = fb.make_docx_xml_bomb(empty_paragraphs=1_100_000)
+    assert len(data) * 100 > 1_100_000 * len(b"<w:p/>")
+
+    started = time.monotonic()
+    message = parse_error(data, "many.docx")
+
+    assert message == (
+        "The DOCX holds more than 1,000,000 XML elements; refusing to parse it (possible XML bomb)."
+    )
+    assert time.monotonic() - started < 3
+
+
+def test_pdf_stream_that_expands_past_the_limit_is_refused():
+    data = fb.make_exploding_pdf(40 * MB)
+    assert len(data) < 100_000
+
+    started = time.monotonic()
+    message = parse_error(data, "exploding.pdf")
+
+    assert message == (
+        "The PDF contains a stream that expands beyond the safety limit; refusing to read it."
+    )
+    assert time.monotonic() - started < 5
+
+
+def test_pdf_stream_under_the_limit_is_read():
+    assert "Falcon reserve" in parse(fb.make_exploding_pdf(1 * MB), "spacious.pdf").text
+
+
+# --- the parse child: memory and time bounds ---------------------------------------------
+
+
+def in_child(data: bytes, filename: str, **bounds) -> ParsedDocument:
+    bounds = {"max_memory_mb": 1024, "timeout_seconds": 60, **bounds}
+    return parse_document_in_child(data=data, filename=filename, **bounds)
+
+
+def child_error(data: bytes, filename: str, **bounds) -> str:
+    with pytest.raises(ParseError) as caught:
+        in_child(data, filename, **bounds)
+    return str(caught.value)
+
+
+def test_child_returns_what_the_parser_returns():
+    samples = {
+        "book.pdf": fb.make_pdf(["Intro text.", "Body \u00e9t\u00e9."], headings=["Intro", "Body"]),
+        "memo.docx": fb.make_docx([("heading", 1, "Caf\u00e9"), ("paragraph", "\u4e2d\u6587")]),
+        "page.html": fb.make_html("<h1>Falcon</h1><p>Reserve \U0001f985.</p>"),
+        "notes.md": b"# Notes\n\nSome <b>text</b>.\n\n<div>raw html</div>\n",
+    }
+    for name, data in samples.items():
+        assert in_child(data, name) == parse(data, name), name
+
+
+def test_child_keeps_the_parsers_reasons():
+    assert child_error(fb.make_corrupt_pdf(), "c.pdf") == parse_error(
+        fb.make_corrupt_pdf(), "c.pdf"
+    )
+    assert child_error(b"  \n", "blank.txt") == "The file is empty."
+    with pytest.raises(UnsupportedType, match="Supported types"):
+        in_child(b"MZ", "tool.exe")
+    bomb = fb.make_docx_xml_bomb(xml_bytes=3 * MB)
+    assert "more than 2 MB of XML" in child_error(bomb, "x.docx", max_xml_bytes=2 * MB)
+
+
+def test_child_that_runs_out_of_memory_fails_naming_the_memory_bound():
+    # About 400 MB of line strings for 20 MB of text.
+    message = child_error(fb.make_short_lines_text(20 * MB), "lines.txt", max_memory_mb=256)
+
+    assert message.startswith("Parsing the file needed more than the 256 MB memory limit")
+
+
+def test_child_past_the_time_bound_is_killed_and_named():
+    started = time.monotonic()
+    message = child_error(fb.make_slow_markdown(4 * MB), "slow.md", timeout_seconds=1)
+
+    assert message.startswith("Parsing the file took longer than the 1 s time limit")
+    assert time.monotonic() - started < 5
+    assert not _parse_children()
+
+
+def test_child_killed_by_a_signal_fails_naming_the_signal():
+    outcome = {}
+
+    def parse_slowly():
+        try:
+            in_child(fb.make_slow_markdown(8 * MB), "slow.md")
+        except ParseError as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=parse_slowly)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (children := _parse_children()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for child in children:
+        os.kill(child.pid, signal.SIGSEGV)
+    thread.join(timeout=30)
+
+    assert outcome["error"].startswith("The parser crashed on this file (it was killed by SIGSEGV)")
+
+
+def _parse_children() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "knowledge.ingestion.sandbox" in child.cmdline():
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_child_imports_neither_django_nor_the_models():
+    imported = set()
+    samples = {
+        "a.pdf": fb.make_pdf(["text"]),
+        "a.docx": fb.make_docx([("paragraph", "text")]),
+        "a.html": fb.make_html("<p>text</p>"),
+        "a.md": b"# A\n\ntext <div>html</div>\n",
+        "a.txt": fb.make_text("caf\u00e9", encoding="cp1252"),
+    }
+    for name, data in samples.items():
+        request = sandbox.encode_request(
+            data=data, filename=name, max_memory_mb=1024, timeout_seconds=60
+        )
+        result = subprocess.run(
+            sandbox.child_command(),
+            input=request,
+            capture_output=True,
+            env={**sandbox.child_environment(), "PYTHONPROFILEIMPORTTIME": "1"},
+            check=True,
+        )
+        assert b'"outcome": "parsed"' in result.stdout
+        for line in result.stderr.decode().splitlines():
+            if line.startswith("import time:") and "|" in line:
+                imported.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+
+    assert {"pypdf", "docx", "bs4", "markdown_it"} <= imported
+    assert not imported & {"django", "torch", "transformers", "numpy", "celery", "psycopg"}

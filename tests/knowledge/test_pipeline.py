@@ -1,10 +1,12 @@
 """The ingestion pipeline end to end: API upload -> Redis -> a real Celery worker -> index."""
 
+import hashlib
 import os
 import signal
 import time
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import override_settings
@@ -361,3 +363,129 @@ def test_ingest_command_walks_directories(celery_worker, wait_for_document, role
     for document in Document.objects.all():
         assert wait_for_document(document.pk, "ready").status == "ready"
         assert sorted(document.roles.values_list("name", flat=True)) == ["finance", "legal"]
+
+
+MB = 1024 * 1024
+
+# Crafted files and the reason each fails with, under the worker's default bounds.
+CRAFTED_FILES = {
+    "xml-bomb.docx": (lambda: fb.make_docx_xml_bomb(xml_bytes=21 * MB), "MB of XML"),
+    "elements.docx": (lambda: fb.make_docx_xml_bomb(empty_paragraphs=1_100_000), "elements"),
+    "exploding.pdf": (lambda: fb.make_exploding_pdf(40 * MB), "safety limit"),
+    "lines.txt": (lambda: fb.make_short_lines_text(50 * MB), "1024 MB memory limit"),
+}
+
+
+def test_crafted_files_fail_quickly_and_the_worker_indexes_the_next_document(
+    celery_worker, wait_for_document, staff, roles
+):
+    finance, _ = roles
+    client = factories.api_client(staff)
+    started = time.monotonic()
+    ids = {}
+    for name, (build, _) in CRAFTED_FILES.items():
+        response = upload(client, name, build())
+        assert response.status_code == 202, response.json()
+        ids[name] = response.json()["id"]
+    good = upload(client, "next.md", b"# Next\n\nThe Heron figure is 4,242.").json()["id"]
+
+    for name, (_, reason) in CRAFTED_FILES.items():
+        document = wait_for_document(ids[name], "ready", "failed")
+        assert document.status == "failed", name
+        assert reason in document.error, document.error
+        assert not Chunk.objects.filter(document=document).exists()
+    # Uploading takes ~6 s and the 50 MB text runs into the memory bound in ~10 s.
+    assert time.monotonic() - started < 45
+    assert wait_for_document(good, "ready", "failed", timeout=180).status == "ready"
+    assert "4,242" in _hits(factories.user(roles=[finance]), "Heron figure")[0].text
+
+
+def test_a_parser_that_crashes_fails_its_document_and_the_worker_carries_on(
+    celery_worker, wait_for_document, staff, roles
+):
+    finance, _ = roles
+    client = factories.api_client(staff)
+    pool_before = _pool_processes(celery_worker)
+    slow = upload(client, "slow.md", fb.make_slow_markdown(8 * MB)).json()["id"]
+    good = upload(client, "after.md", b"# After\n\nThe Plover count is 12.").json()["id"]
+    wait_for_document(slow, "processing")
+
+    deadline = time.monotonic() + 60
+    while not (children := _parse_children(celery_worker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children, "the parse never ran in a child process"
+    for child in children:
+        os.kill(child.pid, signal.SIGSEGV)
+
+    document = wait_for_document(slow, "ready", "failed")
+    assert document.status == "failed"
+    assert document.error.startswith("The parser crashed on this file (it was killed by SIGSEGV)")
+    assert wait_for_document(good, "ready", "failed").status == "ready"
+    assert _pool_processes(celery_worker) == pool_before  # the worker was never replaced
+    assert "12" in _hits(factories.user(roles=[finance]), "Plover count")[0].text
+
+
+def _parse_children(worker) -> list:
+    return [p for p in worker.pool_children() if "knowledge.ingestion.sandbox" in _cmdline(p)]
+
+
+def _pool_processes(worker) -> list[int]:
+    return sorted(p.pid for p in worker.pool_children() if "knowledge.ingestion" not in _cmdline(p))
+
+
+def _cmdline(process) -> list[str]:
+    import psutil
+
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_a_document_whose_runs_keep_dying_is_failed_after_the_attempt_limit(roles, settings):
+    """Each delivery of a document still "processing" follows a run that never finished (its
+    worker died); the task is called here directly, as each redelivery would call it."""
+    finance, _ = roles
+    data = b"# Osprey\n\nThe Osprey code is delta-four."
+    document = services.document_create(
+        title="Osprey",
+        roles=[finance],
+        original_filename="osprey.md",
+        size_bytes=len(data),
+        content_hash=hashlib.sha256(data).hexdigest(),
+    )
+    document.file.save("osprey.md", ContentFile(data))
+    limit = settings.INGEST_MAX_ATTEMPTS
+    assert limit == 3
+
+    def died_after(attempts: int, **fields) -> None:
+        Document.objects.filter(pk=document.pk).update(
+            status=Document.Status.PROCESSING, ingest_attempts=attempts, **fields
+        )
+
+    died_after(limit - 1)
+    assert ingest_document(document.pk) == "indexed"  # the last attempt allowed still runs
+    document.refresh_from_db()
+    assert (document.status, document.ingest_attempts) == ("ready", limit)
+
+    died_after(limit, indexed_hash="")
+    assert ingest_document(document.pk) == "gave up"
+    document.refresh_from_db()
+    assert document.status == "failed"
+    assert document.error.startswith(
+        f"Gave up after {limit} attempts: the parser crashed or ran out of memory or time"
+    )
+    assert document.chunk_count > 0  # the version indexed before stays searchable
+    # A stray copy of the task (the sweep's) neither runs again nor rewrites the reason.
+    assert ingest_document(document.pk) == "gave up"
+    assert Document.objects.get(pk=document.pk).error == document.error
+
+    # A re-ingest asked for by a user starts the count again.
+    died_after(limit, indexed_hash="")
+    from unittest import mock
+
+    with mock.patch("knowledge.services._enqueue_ingest"):
+        services.document_reingest(actor=operator(label="test"), document=document)
+    assert ingest_document(document.pk) == "indexed"
+    document.refresh_from_db()
+    assert (document.status, document.ingest_attempts) == ("ready", 1)

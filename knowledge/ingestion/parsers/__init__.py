@@ -16,6 +16,7 @@ from pathlib import PurePath
 
 from knowledge.ingestion.parsers.base import (
     DEFAULT_MAX_UNPACKED_BYTES,
+    DEFAULT_MAX_XML_BYTES,
     HEADING_SEPARATOR,
     TITLE_MAX_CHARS,
     ParsedDocument,
@@ -27,6 +28,7 @@ from knowledge.ingestion.parsers.base import (
 
 __all__ = [
     "DEFAULT_MAX_UNPACKED_BYTES",
+    "DEFAULT_MAX_XML_BYTES",
     "HEADING_SEPARATOR",
     "SUPPORTED_EXTENSIONS",
     "TITLE_MAX_CHARS",
@@ -53,7 +55,8 @@ SUPPORTED_EXTENSIONS: dict[str, str] = {
     ".text": "text",
 }
 
-# Each module has parse(data: bytes, *, max_unpacked_bytes: int) -> ParsedDocument.
+# Each module has parse(data: bytes, *, max_unpacked_bytes: int, max_xml_bytes: int)
+# -> ParsedDocument; the limits apply to the formats that unpack (DOCX).
 _FORMAT_MODULES: dict[str, str] = {
     "pdf": "knowledge.ingestion.parsers.pdf",
     "docx": "knowledge.ingestion.parsers.docx",
@@ -101,15 +104,23 @@ def kind_from_extension(filename: str) -> str:
 
 
 def parse_document(
-    *, data: bytes, filename: str, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+    *,
+    data: bytes,
+    filename: str,
+    max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES,
+    max_xml_bytes: int = DEFAULT_MAX_XML_BYTES,
 ) -> ParsedDocument:
-    """Parse a whole file. Raises UnsupportedType or ParseError; never returns no text."""
+    """Parse a whole file. Raises UnsupportedType or ParseError; never returns no text.
+
+    Runs in the calling process with no memory or time bound: the ingestion pipeline calls
+    it through knowledge.ingestion.sandbox instead.
+    """
     kind_from_extension(filename)
     if not data or data.isspace():
         raise ParseError("The file is empty.")
     kind = detect_kind(filename, data[:1024])
     parser = importlib.import_module(_FORMAT_MODULES[kind])
-    parsed = parser.parse(data, max_unpacked_bytes=max_unpacked_bytes)
+    parsed = parser.parse(data, max_unpacked_bytes=max_unpacked_bytes, max_xml_bytes=max_xml_bytes)
     sections = [section for section in parsed.sections if section.text]
     if not sections:
         raise ParseError("The document contains no text.")

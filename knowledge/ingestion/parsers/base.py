@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 DEFAULT_MAX_UNPACKED_BYTES = 200 * 1024 * 1024
+DEFAULT_MAX_XML_BYTES = 20 * 1024 * 1024
 TITLE_MAX_CHARS = 255
 HEADING_SEPARATOR = " > "
 

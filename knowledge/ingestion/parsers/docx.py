@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 
 # Absolute imports: this is python-docx, not this module.
 import docx
@@ -25,10 +26,27 @@ from knowledge.ingestion.parsers.base import (
 MAX_COMPRESSION_RATIO = 100
 _RATIO_CHECK_MIN_BYTES = 1024 * 1024
 MAX_ZIP_MEMBERS = 10_000
+# python-docx parses every XML part whole with lxml, at a few hundred bytes per element; a
+# 500-page manual holds a few hundred thousand. Counted before parsing (start tags), so a
+# part made of tiny elements fails here rather than exhausting memory.
+MAX_XML_ELEMENTS = 1_000_000
+_READ_CHUNK = 1024 * 1024
+# After an optional byte order mark and whitespace, an XML part starts with "<".
+_XML_START = re.compile(rb"^(\xef\xbb\xbf|\xff\xfe|\xfe\xff)?[\x00\s]*<")
+# What reading a damaged, encrypted or exotically compressed member raises.
+_UNREADABLE_MEMBER = (
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    EOFError,
+    OSError,
+    ValueError,
+)
 
 
-def parse(data: bytes, *, max_unpacked_bytes: int) -> ParsedDocument:
-    _check_zip(data, max_unpacked_bytes=max_unpacked_bytes)
+def parse(data: bytes, *, max_unpacked_bytes: int, max_xml_bytes: int) -> ParsedDocument:
+    _check_zip(data, max_unpacked_bytes=max_unpacked_bytes, max_xml_bytes=max_xml_bytes)
     # python-docx reports malformed packages and XML through many exception types.
     try:
         document = docx.Document(io.BytesIO(data))
@@ -39,6 +57,8 @@ def parse(data: bytes, *, max_unpacked_bytes: int) -> ParsedDocument:
         raise ParseError(
             "The DOCX file is not a valid Word document (the zip has no Word document in it)."
         ) from exc
+    except MemoryError:
+        raise  # the sandbox reports it as the memory bound, not as a damaged file
     except Exception as exc:
         raise ParseError(
             f"The DOCX file is damaged and could not be read ({_describe(exc)})."
@@ -47,12 +67,22 @@ def parse(data: bytes, *, max_unpacked_bytes: int) -> ParsedDocument:
     return ParsedDocument(sections=builder.sections(), title=title)
 
 
-def _check_zip(data: bytes, *, max_unpacked_bytes: int) -> None:
+def _check_zip(data: bytes, *, max_unpacked_bytes: int, max_xml_bytes: int) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
+            _check_members(members, max_unpacked_bytes=max_unpacked_bytes)
+            try:
+                _check_xml_parts(archive, members, max_xml_bytes=max_xml_bytes)
+            except _UNREADABLE_MEMBER as exc:
+                raise ParseError(
+                    f"The DOCX file is damaged and could not be read ({_describe(exc)})."
+                ) from exc
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
         raise ParseError("The DOCX file is not a valid Word document (not a zip archive).") from exc
+
+
+def _check_members(members: list[zipfile.ZipInfo], *, max_unpacked_bytes: int) -> None:
     if not any(member.filename == "[Content_Types].xml" for member in members):
         raise ParseError(
             "The DOCX file is not a valid Word document (the zip archive holds no Word content)."
@@ -74,6 +104,40 @@ def _check_zip(data: bytes, *, max_unpacked_bytes: int) -> None:
                 f"The DOCX member {member.filename!r} is compressed {ratio:.0f}:1, far beyond "
                 "what a Word document compresses; refusing to open it (possible zip bomb)."
             )
+
+
+def _check_xml_parts(archive: zipfile.ZipFile, members, *, max_xml_bytes: int) -> None:
+    """Bound what python-docx would parse: the unpacked XML and its element count.
+
+    A part is XML by its content, not its name: the package may give any name an XML
+    content type. Sizes are read, not taken from the zip directory.
+    """
+    xml_bytes = elements = 0
+    for member in members:
+        if member.is_dir():
+            continue
+        with archive.open(member) as stream:
+            head = stream.read(64)
+            if not _XML_START.match(head):
+                continue
+            tail = b""
+            chunk = head
+            while chunk:
+                xml_bytes += len(chunk)
+                if xml_bytes > max_xml_bytes:
+                    raise ParseError(
+                        f"The DOCX holds more than {_megabytes(max_xml_bytes)} of XML when "
+                        "unpacked; refusing to parse it (possible XML bomb)."
+                    )
+                # Start tags, comments and processing instructions: "<" not followed by "/".
+                elements += chunk.count(b"<") - (tail + chunk).count(b"</")
+                tail = chunk[-1:]
+                if elements > MAX_XML_ELEMENTS:
+                    raise ParseError(
+                        f"The DOCX holds more than {MAX_XML_ELEMENTS:,} XML elements; "
+                        "refusing to parse it (possible XML bomb)."
+                    )
+                chunk = stream.read(_READ_CHUNK)
 
 
 def _walk_docx(document, builder: _SectionBuilder) -> str | None:

@@ -61,7 +61,7 @@ _WHITESPACE = re.compile(r"\s+")
 _END_OF_BLOCK = object()
 
 
-def parse(data: bytes, *, max_unpacked_bytes: int) -> ParsedDocument:
+def parse(data: bytes, *, max_unpacked_bytes: int, max_xml_bytes: int) -> ParsedDocument:
     _reject_binary(data)
     soup = BeautifulSoup(data, "html.parser")
     title_tag = soup.find("title")

@@ -7,10 +7,9 @@ from markdown_it.token import Token
 
 from knowledge.ingestion.parsers.base import ParsedDocument, _clean_title, _SectionBuilder
 from knowledge.ingestion.parsers.encoding import _decode_text
-from knowledge.ingestion.parsers.html import _html_fragment_text
 
 
-def parse(data: bytes, *, max_unpacked_bytes: int) -> ParsedDocument:
+def parse(data: bytes, *, max_unpacked_bytes: int, max_xml_bytes: int) -> ParsedDocument:
     tokens = MarkdownIt("commonmark").enable("table").parse(_decode_text(data))
     builder = _SectionBuilder()
     title = None
@@ -31,6 +30,10 @@ def parse(data: bytes, *, max_unpacked_bytes: int) -> ParsedDocument:
         elif token.type in ("fence", "code_block"):
             builder.paragraph(token.content, keep_spaces=True)
         elif token.type == "html_block":
+            # Imported here: BeautifulSoup costs each parse's fresh child ~0.3 s to import,
+            # and most Markdown has no raw HTML.
+            from knowledge.ingestion.parsers.html import _html_fragment_text
+
             builder.paragraph(_html_fragment_text(token.content))
         elif token.type == "tr_open":
             row = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 
-from pypdf import PasswordType, PdfReader
+from pypdf import Configuration, PasswordType, PdfReader, apply_configuration
 from pypdf.errors import DependencyError, LimitReachedError
 
 from knowledge.ingestion.parsers.base import (
@@ -19,17 +19,36 @@ from knowledge.ingestion.parsers.base import (
     clean_text,
 )
 
+# pypdf's own resource limits, stated here so that an upgrade cannot quietly loosen them.
+# A decoded stream that text extraction reads (page content, forms, fonts, CMaps) is parsed
+# in pure Python at well under 1 MB/s, so one larger than this could not finish within
+# INGEST_PARSE_TIMEOUT_SECONDS anyway: refusing it at once says why. Images are never
+# decoded for text, and pypdf must not run an external decoder (jbig2dec) on an upload.
+PYPDF_MAX_DECODED_STREAM_BYTES = 32 * 1024 * 1024
+PYPDF_LIMITS = Configuration(
+    maximum_declared_stream_length=75_000_000,
+    array_based_stream_maximum_output_length=PYPDF_MAX_DECODED_STREAM_BYTES,
+    zlib_maximum_output_length=PYPDF_MAX_DECODED_STREAM_BYTES,
+    lzw_maximum_output_length=PYPDF_MAX_DECODED_STREAM_BYTES,
+    run_length_maximum_output_length=PYPDF_MAX_DECODED_STREAM_BYTES,
+    brotli_maximum_output_length=PYPDF_MAX_DECODED_STREAM_BYTES,
+    jbig2_maximum_output_length=PYPDF_MAX_DECODED_STREAM_BYTES,
+    stream_decoding_work_maximum_length=4 * PYPDF_MAX_DECODED_STREAM_BYTES,
+    jbig2dec_binary=None,
+)
 
-def parse(data: bytes, *, max_unpacked_bytes: int) -> ParsedDocument:
-    """max_unpacked_bytes does not apply: pypdf caps stream decompression itself."""
+
+def parse(data: bytes, *, max_unpacked_bytes: int, max_xml_bytes: int) -> ParsedDocument:
+    """The unpacking limits do not apply: PYPDF_LIMITS caps every stream's decoding."""
     # pypdf raises a wide range of exception types on malformed input (KeyError,
     # AttributeError, struct errors, ...); any of them means the file is damaged.
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        _unlock_pdf(reader)
-        pages = [page.extract_text() or "" for page in reader.pages]
-        headings = _pdf_page_headings(reader, page_count=len(pages))
-        title = _pdf_title(reader)
+        with apply_configuration(PYPDF_LIMITS):
+            reader = PdfReader(io.BytesIO(data), strict=False)
+            _unlock_pdf(reader)
+            pages = [page.extract_text() or "" for page in reader.pages]
+            headings = _pdf_page_headings(reader, page_count=len(pages))
+            title = _pdf_title(reader)
     except ParseError:
         raise
     except DependencyError as exc:
@@ -41,6 +60,8 @@ def parse(data: bytes, *, max_unpacked_bytes: int) -> ParsedDocument:
         raise ParseError(
             "The PDF contains a stream that expands beyond the safety limit; refusing to read it."
         ) from exc
+    except MemoryError:
+        raise  # the sandbox reports it as the memory bound, not as a damaged file
     except Exception as exc:
         raise ParseError(f"The PDF is damaged and could not be read ({_describe(exc)}).") from exc
     if not pages:

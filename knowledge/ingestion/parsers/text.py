@@ -16,7 +16,7 @@ _SETEXT_UNDERLINE = re.compile(r"^(=+|-+)\s*$")
 _SETEXT_MAX_HEADING_CHARS = 120
 
 
-def parse(data: bytes, *, max_unpacked_bytes: int) -> ParsedDocument:
+def parse(data: bytes, *, max_unpacked_bytes: int, max_xml_bytes: int) -> ParsedDocument:
     """Paragraphs under the headings marked the way plain text marks them: a short line
     underlined with === (level 1) or --- (level 2)."""
     lines = clean_text(_decode_text(data)).split("\n")
