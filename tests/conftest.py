@@ -157,3 +157,33 @@ def inference_url(model_dir, tmp_path_factory):
         yield url
     finally:
         stop_process(process)
+
+
+# --- The web process under uvicorn (ASGI, as in production): the browser tests and the canary
+# walk (chat streamed over a real server) share it.
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, django_db_blocker, inference_url, model_dir, tmp_path_factory):
+    """The web process under uvicorn, on the database pytest-django created for this session."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": session_database_url(),
+        "DB_CONN_MAX_AGE": "0",  # no connection outlives a request: the test DB can be dropped
+        "INFERENCE_URL": inference_url,
+        "INFERENCE_MODEL": str(model_dir),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
+    log_path = tmp_path_factory.mktemp("web") / "uvicorn.log"
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ready = http_answers(f"{base}/accounts/login/", status=None)
+        wait_until(ready, process=process, log_path=log_path, timeout=60, what="uvicorn")
+        yield base
+    finally:
+        stop_process(process)

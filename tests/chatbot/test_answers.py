@@ -11,7 +11,10 @@ from tests.chatbot.conftest import parse_events
 
 pytestmark = [pytest.mark.django_db, pytest.mark.model]
 
-QUESTION = "How much is reimbursed per night for a hotel in London?"
+# The default model answers this one itself (greedy, so reliably). Asked "How much is
+# reimbursed per night for a hotel in London?" with the current prompt, it says it does not
+# know (while still citing [1]).
+QUESTION = "What is the maximum hotel cost per night in London?"
 
 
 @pytest.fixture
@@ -50,11 +53,14 @@ def test_a_json_answer_is_cited_stored_and_audited_with_the_exact_chunks(answeri
 
     body = response.json()
     assert response.status_code == 200, body
+    # The model answered (the fallback quotes the source, so the figure alone proves nothing).
+    assert body["fallback_used"] is False, body["answer"]
     assert "180" in body["answer"]
     assert_valid_citations(body["citations"], traveller)
-    assert "[1]" in body["answer"] or body["fallback_used"]
+    assert any(f"[{c['index']}]" in body["answer"] for c in body["citations"]), body["answer"]
     message = Message.objects.get(pk=body["message_id"])
     assert message.text == body["answer"] and message.model == "gemma3-270m"
+    assert message.fallback_used is False
     assert message.prompt_tokens > 0 and message.latency_ms > 0
     stored = [(c.index, c.cited_chunk_id, c.cited_document_id) for c in message.citations.all()]
     assert stored == [(c["index"], c["chunk_id"], c["document_id"]) for c in body["citations"]]
@@ -69,6 +75,7 @@ def test_a_json_answer_is_cited_stored_and_audited_with_the_exact_chunks(answeri
     assert {c["chunk_id"] for c in body["citations"]} <= set(audit.shown_chunk_ids)
     assert audit.role_ids == list(traveller.roles.values_list("id", flat=True))
     assert audit.message_id == message.id and audit.outcome == "answered"
+    assert audit.fallback_used is False
     assert audit.model == "gemma3-270m" and audit.first_token_ms is not None
     assert audit.question == QUESTION and audit.username == traveller.username
 
@@ -89,12 +96,14 @@ def test_a_streamed_answer_sends_tokens_then_citations_then_done(answering, trav
     assert names[-2:] == ["citations", "done"] and set(names[:-2]) == {"token"}
     assert len(names) > 3, "tokens arrive one by one"
     citations, done = events[-2][1]["citations"], events[-1][1]
+    assert done["fallback_used"] is False, done["answer"]
     assert_valid_citations(citations, traveller)
     assert done["conversation_id"] == conversation_id  # a follow-up in the same conversation
     message = Message.objects.get(pk=done["message_id"])
     # Which figure a 270M model picks is its own affair (tests/inference checks answers);
     # here: the stored text is the authoritative one and it quotes the cited source.
     assert message.text == done["answer"] and "EUR" in done["answer"]
+    assert message.fallback_used is False and message.audit.fallback_used is False
     assert [c.cited_chunk_id for c in message.citations.all()] == [c["chunk_id"] for c in citations]
     history = client.get(f"/api/v1/conversations/{conversation_id}/").json()["messages"]
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
