@@ -62,25 +62,37 @@ def conversation_messages_for_user(
 ) -> list[MessageView]:
     """The conversation's messages with every citation re-checked against ``scope`` *now*:
     a passage it no longer covers is reported only as unavailable (no title, no text), and
-    an answer that drew on a document it no longer covers is hidden.
+    an answer that drew on a document it no longer covers is hidden. An answer drew on every
+    passage its prompt showed (AnswerAudit.shown_chunk_ids), cited or not.
 
     ``conversation`` must be the scope's user's own (access_conversation)."""
     messages = list(
-        conversation.messages.prefetch_related(
+        conversation.messages.select_related("audit").prefetch_related(
             Prefetch("citations", queryset=MessageCitation.objects.order_by("index")),
             Prefetch("feedback", queryset=Feedback.objects.filter(user_id=scope.user_id)),
         )
     )
     cited = [c for m in messages for c in m.citations.all()]
-    visible = visible_chunk_ids(scope=scope, chunk_ids=[c.cited_chunk_id for c in cited])
+    shown = {m.id: _shown_passages(m) for m in messages}
+    unmapped_shown = {chunk_id for documents, chunks in shown.values() for chunk_id in chunks}
+    visible = visible_chunk_ids(
+        scope=scope, chunk_ids=[c.cited_chunk_id for c in cited] + list(unmapped_shown)
+    )
     visible_documents = visible_document_ids(
-        scope=scope, document_ids={c.cited_document_id for c in cited}
+        scope=scope,
+        document_ids={c.cited_document_id for c in cited}
+        | {document_id for documents, _ in shown.values() for document_id in documents},
     )
     views = []
     for message in messages:
         stored = [_citation(c) for c in message.citations.all()]
         citations = [c if c.chunk_id in visible else c.withheld() for c in stored]
-        redacted = any(c.document_id not in visible_documents for c in stored)
+        shown_documents, unmapped = shown[message.id]
+        redacted = (
+            any(c.document_id not in visible_documents for c in stored)
+            or any(document_id not in visible_documents for document_id in shown_documents)
+            or any(chunk_id not in visible for chunk_id in unmapped)
+        )
         own_feedback = next(iter(message.feedback.all()), None)
         views.append(
             MessageView(
@@ -102,6 +114,17 @@ def conversation_messages_for_user(
             )
         )
     return views
+
+
+def _shown_passages(message: Message) -> tuple[set[int], set[int]]:
+    """The documents of the passages the answer's prompt showed, from its audit record, and
+    any shown chunk the record does not map to a document (then checked chunk by chunk)."""
+    audit = getattr(message, "audit", None)  # none for questions and unaudited answers
+    if audit is None:
+        return set(), set()
+    document_of = {r["chunk_id"]: r["document_id"] for r in audit.retrieved}
+    shown = set(audit.shown_chunk_ids)
+    return {document_of[c] for c in shown if c in document_of}, shown - document_of.keys()
 
 
 def _citation(stored: MessageCitation) -> Citation:

@@ -111,6 +111,7 @@ def chat_reply_stream(
         with closing(events):
             for event in events:
                 if isinstance(event, AnswerEvent):
+                    _assert_cites_only_shown(event.answer)
                     answer = event.answer
                 else:
                     if audit.first_token_ms is None:
@@ -214,6 +215,18 @@ def _store_answer(
         not_found=not_found,
         scoped_roles=scoped_roles,
     )
+
+
+def _assert_cites_only_shown(answer: Answer) -> None:
+    """A stored answer cites only passages its prompt showed: whatever the question or a
+    document says, a citation names a retrieved passage (the grounding check already turns an
+    answer citing an unknown number into the fallback; this is the last line before storage).
+    """
+    shown = set(answer.sources_shown)
+    stray = [c.chunk_id for c in answer.citations if c.chunk_id not in shown]
+    if stray:
+        logger.critical("answer cites passages it was not shown: %s", stray)
+        raise AssertionError("the answer cites a passage that was not shown")
 
 
 def _retrieved(hits: list[SearchHit]) -> list[dict]:

@@ -230,10 +230,13 @@ def _render_base(*, question: str, sources: Sequence[Source], history: Sequence[
     parts = [INSTRUCTIONS, "\n\n###\n", EXAMPLES, "\n###\n"]
     if history:
         parts.append("Conversation so far:\n")
-        parts.extend(f"{_speaker(t.role)}: {_one_line(t.content)}\n" for t in history)
+        parts.extend(f"{_speaker(t.role)}: {_data(t.content)}\n" for t in history)
         parts.append("\n")
     parts.append(_sources_block(sources))
-    parts.append(f"Question: {question}\nAnswer: {BASE_ANSWER_PREFIX}")
+    # The question's delimiter is its line: as data, it cannot start a line of its own nor
+    # open a source. (Tags around it, as for instruct models, measurably confuse the small
+    # base model's few-shot pattern: it answered "I don't know" to a question it answers.)
+    parts.append(f"Question: {_data(question)}\nAnswer: {BASE_ANSWER_PREFIX}")
     return "".join(parts)
 
 
@@ -241,9 +244,9 @@ def _render_instruct(
     *, question: str, sources: Sequence[Source], history: Sequence[Turn]
 ) -> list[dict]:
     messages = [{"role": "system", "content": INSTRUCTIONS}]
-    messages.extend({"role": t.role, "content": t.content} for t in history)
+    messages.extend({"role": t.role, "content": _untagged(t.content)} for t in history)
     block = _sources_block(sources) or "(no sources)\n"
-    messages.append({"role": "user", "content": f"{block}\nQuestion: {question}"})
+    messages.append({"role": "user", "content": f"{block}\nQuestion: {format_question(question)}"})
     return messages
 
 
@@ -259,12 +262,24 @@ def format_source(source: Source) -> str:
     return f"<source {attributes}>{_data(source.text)}</source>"
 
 
-_TAG = re.compile(r"<\s*(/?)\s*source", re.IGNORECASE)
+def format_question(question: str) -> str:
+    """The user's question in its own tag, as data like a source's text: it can neither open
+    a source (a forged ``<source id=3>`` is no source) nor close its own tag."""
+    return f"<question>{_data(question)}</question>"
+
+
+# The prompt's own tags, with the look-alike "<" characters a tokenizer may read as one.
+_TAG = re.compile(r"[<\uff1c\ufe64]\s*(/?)\s*(source|question)", re.IGNORECASE)
+
+
+def _untagged(text: str) -> str:
+    """Text that can neither open nor close a source or question tag."""
+    return _TAG.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
 
 
 def _data(text: str) -> str:
-    # On one line, a source cannot start a line of its own that mimics "Question:" or "###".
-    return _one_line(_TAG.sub(lambda m: f"‹{m.group(1)}source", text))
+    # On one line, data cannot start a line of its own that mimics "Question:" or "###".
+    return _one_line(_untagged(text))
 
 
 def _attribute(value: str) -> str:
