@@ -102,7 +102,7 @@ def load(corpus: Corpus, roles: dict):
             "COPY knowledge_document (id, title, status, error, progress_done,"
             " progress_total, chunk_count, size_bytes, content_hash, indexed_hash,"
             " file, original_filename, content_type, created_at, updated_at,"
-            " status_changed_at) FROM STDIN"
+            " status_changed_at, ingest_attempts) FROM STDIN"
         ) as copy:
             for d in range(0, n, per_doc):
                 ids = [roles["all"]] + [
@@ -127,6 +127,7 @@ def load(corpus: Corpus, roles: dict):
                         "now",
                         "now",
                         "now",
+                        0,
                     )
                 )
         with cursor.copy("COPY knowledge_documentrole (document_id, role_id) FROM STDIN") as copy:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from knowledge.retrieval.hits import HIT_COLUMNS
-from knowledge.retrieval.statistics import common_lexemes
 
 # The inner query ranks ids only; text and titles are fetched for the n winners. The exact
 # plan orders by "distance + 0", which hides the ORDER BY from the HNSW index: an exact scan
@@ -24,15 +23,16 @@ _VECTOR_LEG = f"""
     WHERE c.allowed_roles && %(roles)s::int[]
 """
 
-# Any query term may match (OR), except terms so common in the corpus that ranking their
-# matches costs more than they tell (a stop list learned from PostgreSQL's own column
-# statistics). Chunks containing an identifier from the query (a part or case number) rank
-# first, as such terms are rare and meant exactly.
+# Any query term may match (OR); the only stop words are the English configuration's fixed
+# list. Nothing learned from the corpus (no "common terms" from column statistics) may shape
+# the query: those figures count documents the user cannot see, so a term made common by
+# hidden documents would change the user's ranking and reveal that it is common there.
+# ts_rank_cd reads only the matched row. Chunks containing an identifier from the query (a
+# part or case number) rank first, as such terms are rare and meant exactly.
 _TEXT_LEG = f"""
     WITH tq AS (
         SELECT (SELECT string_agg(quote_literal(lexeme), ' | ')
-                FROM unnest(to_tsvector('english', %(text)s))
-                WHERE lexeme <> ALL(%(common)s::text[]))::tsquery AS q,
+                FROM unnest(to_tsvector('english', %(text)s)))::tsquery AS q,
                replace(plainto_tsquery('english', %(ids)s)::text, ' & ', ' | ')::tsquery AS ids
     )
     SELECT {HIT_COLUMNS}, ts_rank_cd(c.search_vector, tq.q) AS rank,
@@ -76,7 +76,6 @@ def text_leg(cursor, *, text: str, role_ids: list[int], n: int) -> list[tuple]:
     params = {
         "text": text,
         "ids": " ".join(query_identifiers(text)),
-        "common": common_lexemes(),
         "roles": role_ids,
         "n": n,
     }
