@@ -12,6 +12,7 @@ Fails closed: when the cache cannot be reached, a login cannot be checked, so it
 with 503 (search and chat fail open instead: see config.throttling).
 """
 
+import hashlib
 import json
 import logging
 import math
@@ -44,7 +45,8 @@ def _windows(username: str, address: str) -> list[tuple[str, int]]:
     window = int(time.time() // settings.LOGIN_THROTTLE_WINDOW_SECONDS)
     keys = [(f"login-fail:addr:{address}:{window}", settings.LOGIN_THROTTLE_PER_ADDRESS)]
     if username:
-        key = f"login-fail:user:{username.casefold()}:{window}"
+        account = hashlib.sha256(username.casefold().encode()).hexdigest()[:32]
+        key = f"login-fail:user:{account}:{window}"
         keys.append((key, settings.LOGIN_THROTTLE_PER_ACCOUNT))
     return keys
 

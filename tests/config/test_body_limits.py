@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN_URL = "/api/v1/auth/token/"
 DOCUMENTS_URL = "/api/v1/documents/"
 GIGABYTE = 1024**3
+
+
+def _run(coroutine) -> None:
+    """asyncio.run in a thread of its own: the browser tests' Playwright keeps an event loop
+    running in the main thread, where asyncio.run refuses to start."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
 
 
 # --- The middleware, called directly -------------------------------------------------------
@@ -105,7 +113,7 @@ def run_middleware(scope, server, app=None):
     middleware = BodySizeLimitMiddleware(
         app, default_limit=DEFAULT_LIMIT, upload_limit=UPLOAD_LIMIT
     )
-    asyncio.run(middleware(scope, server.receive, server.send))
+    _run(middleware(scope, server.receive, server.send))
     return app
 
 
@@ -167,7 +175,7 @@ def test_other_scopes_pass_through_untouched(scope_type):
     server = FakeServer()
     scope = {"type": scope_type, "path": TOKEN_URL, "headers": []}
     middleware = BodySizeLimitMiddleware(app, default_limit=0, upload_limit=0)
-    asyncio.run(middleware(scope, server.receive, server.send))
+    _run(middleware(scope, server.receive, server.send))
 
     assert seen == [(scope, server.receive, server.send)]
 

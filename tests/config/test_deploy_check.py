@@ -17,6 +17,7 @@ def _check_deploy(**overrides) -> subprocess.CompletedProcess:
         "ALLOWED_HOSTS": "chat.example.com",
         **overrides,
     }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests' fixture
     command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
     return subprocess.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
