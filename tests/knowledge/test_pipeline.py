@@ -430,7 +430,11 @@ def _parse_children(worker) -> list:
 
 
 def _pool_processes(worker) -> list[int]:
-    return sorted(p.pid for p in worker.pool_children() if "knowledge.ingestion" not in _cmdline(p))
+    return sorted(
+        p.pid
+        for p in worker.pool_children()
+        if "knowledge.ingestion.sandbox" not in _cmdline(p)  # parse children and the spare
+    )
 
 
 def _cmdline(process) -> list[str]:

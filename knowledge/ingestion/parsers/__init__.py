@@ -38,6 +38,7 @@ __all__ = [
     "UnsupportedType",
     "clean_text",
     "detect_kind",
+    "import_every_format",
     "kind_from_extension",
     "parse_document",
     "supported_types_text",
@@ -101,6 +102,13 @@ def kind_from_extension(filename: str) -> str:
         shown = f'"{extension}" files are' if extension else "Files without an extension are"
         raise UnsupportedType(f"{shown} not supported. Supported types: {supported_types_text()}.")
     return kind
+
+
+def import_every_format() -> None:
+    """Load every format's module and library (for a parse child waiting for its file)."""
+    for module in _FORMAT_MODULES.values():
+        importlib.import_module(module)
+    importlib.import_module("bs4")  # Markdown with raw HTML in it
 
 
 def parse_document(
