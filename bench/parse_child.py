@@ -1,9 +1,9 @@
 """What parsing in a bounded child process costs per document (knowledge/ingestion/sandbox.py).
 
-For small files of each format: the parse in-process (no bounds, the baseline), in a child
-started for the file (cold), and in the spare child the worker keeps warm (what ingestion
-does). Between files the script sleeps as long as a document's embedding takes, during
-which the next spare starts.
+For small files of each format: the parse in-process (no bounds, the baseline), through a
+parse helper started for the file (cold: an interpreter plus every parser library), and
+through the warm helper a worker keeps, which forks a bounded child per file (what
+ingestion does). Between files the script sleeps as long as a document's embedding takes.
 
     python bench/parse_child.py [--runs 9] [--gap 0.8]
 """
@@ -36,11 +36,9 @@ def samples() -> dict[str, bytes]:
 
 
 def _cold(data: bytes, name: str) -> None:
-    spare, sandbox._spare = sandbox._spare, None  # no spare: a child is started for the file
-    if spare is not None:
-        spare.kill()
-        spare.wait()
+    sandbox._stop_helper()  # no helper: one is started for the file
     sandbox.parse_document_in_child(data=data, filename=name, **BOUNDS)
+    sandbox._stop_helper()
 
 
 def _ms(times: list[float]) -> str:
@@ -56,7 +54,7 @@ def main() -> None:
     for name, data in files.items():  # warm the in-process imports
         parse_document(data=data, filename=name)
     print(f"median of {args.runs} runs per format, {args.gap} s between files")
-    print(f"{'file':12} {'in-process':>10} {'cold child':>10} {'warm spare':>10}   ms")
+    print(f"{'file':12} {'in-process':>10} {'cold child':>10} {'warm helper':>11}   ms")
     for name, data in files.items():
         timings = {"in": [], "cold": [], "warm": []}
         for _ in range(args.runs):
@@ -67,6 +65,7 @@ def main() -> None:
             started = time.perf_counter()
             _cold(data, name)
             timings["cold"].append(time.perf_counter() - started)
+            sandbox._running_helper()  # as a worker's helper is, from its first document on
             time.sleep(args.gap)
             started = time.perf_counter()
             sandbox.parse_document_in_child(data=data, filename=name, **BOUNDS)

@@ -1,21 +1,23 @@
 """Parse an uploaded file in a child process bounded in memory and time.
 
 A crafted or broken file can make a parser loop, exhaust memory or crash the interpreter;
-in a child (a fresh interpreter, `python -m knowledge.ingestion.sandbox`) that costs the
-child only, and the worker records why. The child imports the one parser the file needs and
-nothing else: no Django (it has no database access and gets no secrets in its environment)
-and no torch. It answers in JSON, never pickle, so a compromised child cannot run code in
-the worker. A plain subprocess rather than multiprocessing: Celery's pool processes are
+in a child process that costs the child only, and the worker records why. The children
+import no Django (they have no database access and get no secrets in their environment)
+and no torch. They answer in JSON, never pickle, so a compromised child cannot run code in
+the worker. Plain subprocesses rather than multiprocessing: Celery's pool processes are
 daemonic and may not start multiprocessing children.
 
-Protocol: one JSON line (the request) and the file's bytes on stdin; one JSON object on
-stdout and exit status 0, or exit status _EXIT_OUT_OF_MEMORY.
+A fork server: each worker process keeps one helper (`python -m
+knowledge.ingestion.sandbox`) that has imported every parser and waits on stdin. For each
+file it forks a child, which sets its memory and CPU limits, parses that one file, answers
+and exits, so nothing a file does outlives it; the helper times the child and reports how
+it ended. Forking a warm process costs milliseconds where starting an interpreter and the
+parser libraries costs 0.15-0.5 s of CPU per document, which a 2-core machine spends
+nowhere else than on embedding.
 
-Each child parses one file and exits, so nothing a file does to it outlives that file. Its
-start (a fresh interpreter and the parser libraries, 0.15-0.3 s) is taken off the path: the
-worker keeps one spare child started, with every parser imported, waiting on stdin, and
-starts the next spare as soon as a parse is over, so that its start overlaps the document's
-embedding.
+Protocol, on the helper's stdin: one JSON line (the request, with the file's size), then
+the file's bytes. On its stdout: ``R<n>\n`` and n bytes of JSON (the child's answer, when
+it gave one), then ``S{"code": <exit status or -signal>, "timed_out": <bool>}\n``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -49,43 +52,38 @@ _EXIT_OUT_OF_MEMORY = 3
 # What the child inherits from the worker's environment; DATABASE_URL, SECRET_KEY and
 # other credentials are left behind.
 _INHERITED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "PYTHONPATH")
-_STDERR_LOGGED_CHARS = 4000
 
 
 class ParseBoundExceeded(ParseError):
     """The child ran out of memory or time, or died; str() names what happened."""
 
 
-def child_command(*, warm: bool = False) -> list[str]:
-    return [sys.executable, "-m", _CHILD_MODULE, *(["--warm"] if warm else [])]
+def child_command() -> list[str]:
+    return [sys.executable, "-m", _CHILD_MODULE]
 
 
-_spare: subprocess.Popen | None = None
+_helper: subprocess.Popen | None = None
 
 
-def _start_child() -> subprocess.Popen:
-    return subprocess.Popen(
-        child_command(warm=True),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=_PROJECT_ROOT,
-        env=child_environment(),
-    )
+def _running_helper() -> subprocess.Popen:
+    global _helper
+    if _helper is None or _helper.poll() is not None:
+        _helper = subprocess.Popen(
+            child_command(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=_PROJECT_ROOT,
+            env=child_environment(),
+        )
+    return _helper
 
 
-def _take_child() -> subprocess.Popen:
-    """The waiting spare, or a new child if there is none (or it died)."""
-    global _spare
-    child, _spare = _spare, None
-    return child if child is not None and child.poll() is None else _start_child()
-
-
-def _start_spare() -> None:
-    """Started once a parse is over, so that it warms up during the embedding, not
-    competing with the parse for the CPU."""
-    global _spare
-    _spare = _start_child()
+def _stop_helper() -> None:
+    global _helper
+    if _helper is not None:
+        _helper.kill()
+        _helper.wait()
+        _helper = None
 
 
 def child_environment() -> dict[str, str]:
@@ -109,6 +107,8 @@ def encode_request(
         "max_cpu_seconds": int(timeout_seconds) + 2,
         "max_unpacked_bytes": max_unpacked_bytes,
         "max_xml_bytes": max_xml_bytes,
+        "timeout_seconds": timeout_seconds,
+        "size": len(data),
     }
     return json.dumps(request).encode() + b"\n" + data
 
@@ -138,29 +138,36 @@ def parse_document_in_child(
         max_xml_bytes=max_xml_bytes,
     )
     started = time.monotonic()
-    child = _take_child()
+    helper = _running_helper()
     try:
-        stdout, stderr = child.communicate(request, timeout=timeout_seconds)
-    except subprocess.TimeoutExpired as exc:
-        _kill(child)
-        raise ParseBoundExceeded(_too_slow(timeout_seconds)) from exc
-    except BrokenPipeError:  # it died before reading the whole file: see its status
-        stdout, stderr = b"", child.stderr.read()
-        child.wait()
-    except BaseException:  # Celery's soft time limit, a shutdown: never leave it running
-        _kill(child)
-        raise
-    finally:
-        _start_spare()
-    logger.debug("parsed %r in a child in %.3f s", filename, time.monotonic() - started)
-    returncode = child.returncode
-    if returncode == 0:
+        helper.stdin.write(request)
+        helper.stdin.flush()
+        # The helper times the child; this deadline only catches a helper that hangs.
+        answer, ending = _read_answer(helper, deadline=started + timeout_seconds + 10)
+    except TimeoutError:  # the helper hangs
+        _stop_helper()
+        answer, ending = None, {"code": None, "timed_out": True}
+    except (OSError, EOFError):  # the helper died (killed with its child): say how
         try:
-            reply = json.loads(stdout.decode("utf-8", "surrogatepass"))
+            returncode = helper.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        _stop_helper()
+        answer, ending = None, {"code": returncode, "timed_out": returncode is None}
+    except BaseException:  # Celery's soft time limit, a shutdown: never leave it running
+        _stop_helper()
+        raise
+    logger.debug("parsed %r in a child in %.3f s", filename, time.monotonic() - started)
+    if ending["timed_out"]:
+        raise ParseBoundExceeded(_too_slow(timeout_seconds))
+    returncode = ending["code"]
+    if returncode == 0 and answer is not None:
+        try:
+            reply = json.loads(answer.decode("utf-8", "surrogatepass"))
         except ValueError:
             reply = {"outcome": "garbled"}
-        return _parsed_or_raise(reply, stderr=stderr)
-    _log_stderr(filename, returncode, stderr)
+        return _parsed_or_raise(reply)
+    logger.warning("the parser child for %r ended with status %s", filename, returncode)
     if returncode == _EXIT_OUT_OF_MEMORY:
         raise ParseBoundExceeded(_out_of_memory(max_memory_mb))
     if returncode == -signal.SIGXCPU:
@@ -177,12 +184,33 @@ def parse_document_in_child(
     )
 
 
-def _kill(child: subprocess.Popen) -> None:
-    child.kill()
-    child.communicate()
+def _read_answer(helper: subprocess.Popen, *, deadline: float) -> tuple[bytes | None, dict]:
+    """The child's answer (if any) and how it ended, read from the helper's frames."""
+    fd = helper.stdout.fileno()
+    buffer = bytearray()
+    answer = None
+    while True:
+        if buffer[:1] == b"R" and b"\n" in buffer:
+            newline = buffer.index(b"\n")
+            size = int(buffer[1:newline])
+            if len(buffer) >= newline + 1 + size:
+                answer = bytes(buffer[newline + 1 : newline + 1 + size])
+                del buffer[: newline + 1 + size]
+                continue
+        elif buffer[:1] == b"S" and b"\n" in buffer:
+            return answer, json.loads(buffer[1 : buffer.index(b"\n")])
+        elif buffer[:1] not in (b"", b"R", b"S"):
+            raise EOFError("the parse helper wrote something it should not have")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            raise EOFError
+        buffer += chunk
 
 
-def _parsed_or_raise(reply: dict, *, stderr: bytes) -> ParsedDocument:
+def _parsed_or_raise(reply: dict) -> ParsedDocument:
     outcome = reply.get("outcome")
     if outcome == "parsed":
         return ParsedDocument(
@@ -217,44 +245,71 @@ def _out_of_memory(max_memory_mb: int) -> str:
     )
 
 
-def _log_stderr(filename: str, returncode: int, stderr: bytes) -> None:
-    text = stderr.decode("utf-8", "replace")[-_STDERR_LOGGED_CHARS:]
-    logger.warning("the parser child for %r ended with status %s: %s", filename, returncode, text)
-
-
 # --- the child -----------------------------------------------------------------------------
 
 
-def _serve_one_parse() -> None:
+def _serve() -> None:
+    """The helper: import every parser once, then fork a bounded child per file."""
     import faulthandler
-    import resource
 
     faulthandler.enable()  # a crash leaves a Python traceback in the worker's log
-    reply_stream = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the reply
-    if "--warm" in sys.argv:
-        import_every_format()
-    line = sys.stdin.buffer.readline()
-    if not line:  # a spare whose worker ended without a file for it
-        return
-    request = json.loads(line)
-    memory = request["max_memory_bytes"]
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    # CPU time bounds a child whose worker died and so can no longer time it out.
-    cpu = request["max_cpu_seconds"]
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no gigabyte core files
+    frames = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the frames
+    import_every_format()
+    while line := sys.stdin.buffer.readline():  # until the worker goes away
+        request = json.loads(line)
+        data = sys.stdin.buffer.read(request["size"])
+        pid = os.fork()
+        if pid == 0:
+            _parse_in_child(data, request, frames)
+        del data
+        code, timed_out = _wait_for(pid, timeout=request["timeout_seconds"])
+        ending = json.dumps({"code": code, "timed_out": timed_out}).encode()
+        frames.write(b"S" + ending + b"\n")
+        frames.flush()
+
+
+def _wait_for(pid: int, *, timeout: float) -> tuple[int, bool]:
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), False
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return -signal.SIGKILL, True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+def _parse_in_child(data: bytes, request: dict, frames) -> None:
+    """In the forked child: bound it, parse, answer, and exit without returning."""
+    import resource
+
     try:
-        data = sys.stdin.buffer.read()
+        sys.stdin.close()
+        memory = request["max_memory_bytes"]
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        # CPU time bounds a child whose helper died and so can no longer time it out.
+        cpu = request["max_cpu_seconds"]
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no gigabyte core files
         reply = _parse_reply(data, request)
         del data
         encoded = json.dumps(reply, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        frames.write(b"R%d\n" % len(encoded) + encoded)
+        frames.flush()
     except MemoryError:
         os._exit(_EXIT_OUT_OF_MEMORY)
-    reply_stream.write(encoded)
-    reply_stream.flush()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        os._exit(1)
     sys.stderr.flush()
-    os._exit(0)  # the reply is out: skip the interpreter's teardown (tens of ms)
+    os._exit(0)  # never return into the helper's loop; skip the interpreter's teardown
 
 
 def _parse_reply(data: bytes, request: dict) -> dict:
@@ -296,4 +351,4 @@ def _caused_by_memory_error(exc: BaseException) -> bool:
 
 
 if __name__ == "__main__":
-    _serve_one_parse()
+    _serve()

@@ -560,15 +560,15 @@ def test_child_returns_what_the_parser_returns():
         assert in_child(data, name) == parse(data, name), name
 
 
-def test_each_file_gets_a_fresh_child_that_was_started_and_warmed_before_it_arrived():
+def test_each_file_is_parsed_in_its_own_child_forked_from_one_warm_helper():
     in_child(b"# One\n\nfirst", "one.md")
-    spare = sandbox._spare
-    assert spare.poll() is None  # waiting, parsers already imported, for the next file
+    helper = sandbox._helper
+    assert helper.poll() is None  # waiting, parsers imported, for the next file
 
     assert in_child(b"# Two\n\nsecond", "two.md").sections[0].text == "second"
 
-    assert spare.poll() == 0  # it parsed that file and ended: no state outlives a file
-    assert sandbox._spare is not spare and sandbox._spare.poll() is None
+    assert sandbox._helper is helper and helper.poll() is None
+    assert psutil.Process(helper.pid).children() == []  # each file's child has ended
 
 
 def test_child_keeps_the_parsers_reasons():
@@ -595,7 +595,7 @@ def test_child_past_the_time_bound_is_killed_and_named():
 
     assert message.startswith("Parsing the file took longer than the 1 s time limit")
     assert time.monotonic() - started < 5
-    assert [c.pid for c in _parse_children()] == [sandbox._spare.pid]  # only the next spare
+    assert [c.pid for c in _parse_children()] == [sandbox._helper.pid]  # the child is gone
 
 
 def test_child_killed_by_a_signal_fails_naming_the_signal():
