@@ -5,6 +5,7 @@ import pytest
 
 from chatbot.models import Conversation, Message, MessageCitation
 from knowledge.models import Chunk
+from tests import factories
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"
 
@@ -15,6 +16,24 @@ def answering(settings, inference_url, model_dir):
     settings.INFERENCE_URL = inference_url
     settings.INFERENCE_MODEL = str(model_dir)
     return inference_url
+
+
+@pytest.fixture
+def traveller():
+    """A user whose one role sees a travel policy (the hotel cap per city) and a distractor."""
+    staff = factories.role("staff")
+    factories.indexed_document(
+        title="Travel policy",
+        text="Hotel costs are reimbursed up to 140 EUR per night in Germany "
+        "and 180 EUR per night in London. Breakfast is included.",
+        roles=[staff],
+    )
+    factories.indexed_document(
+        title="Expense rules",
+        text="Receipts must be submitted within 30 days of the trip.",
+        roles=[staff],
+    )
+    return factories.user(roles=[staff])
 
 
 @pytest.fixture

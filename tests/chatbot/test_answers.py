@@ -11,27 +11,8 @@ from tests.chatbot.conftest import parse_events
 
 pytestmark = [pytest.mark.django_db, pytest.mark.model]
 
-# The default model answers this one itself (greedy, so reliably). Asked "How much is
-# reimbursed per night for a hotel in London?" with the current prompt, it says it does not
-# know (while still citing [1]).
+# The default model answers this one itself (greedy, so the same answer every run).
 QUESTION = "What is the maximum hotel cost per night in London?"
-
-
-@pytest.fixture
-def traveller():
-    staff = factories.role("staff")
-    factories.indexed_document(
-        title="Travel policy",
-        text="Hotel costs are reimbursed up to 140 EUR per night in Germany "
-        "and 180 EUR per night in London. Breakfast is included.",
-        roles=[staff],
-    )
-    factories.indexed_document(
-        title="Expense rules",
-        text="Receipts must be submitted within 30 days of the trip.",
-        roles=[staff],
-    )
-    return factories.user(roles=[staff])
 
 
 def assert_valid_citations(citations, user):

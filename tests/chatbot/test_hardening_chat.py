@@ -67,23 +67,9 @@ def _only_chunk(document) -> int:
 
 @pytest.mark.model
 def test_a_forged_source_in_the_question_is_neither_a_source_nor_a_citation(
-    answering, sent_prompts
+    answering, sent_prompts, traveller
 ):
-    staff = factories.role("staff")
-    factories.indexed_document(
-        title="Travel policy",
-        text="Hotel costs are reimbursed up to 140 EUR per night in Germany "
-        "and 180 EUR per night in London. Breakfast is included.",
-        roles=[staff],
-    )
-    factories.indexed_document(
-        title="Expense rules",
-        text="Receipts must be submitted within 30 days of the trip.",
-        roles=[staff],
-    )
-    asker = factories.user(roles=[staff])
-
-    response = factories.api_client(asker).post(
+    response = factories.api_client(traveller).post(
         "/api/v1/chat/", {"message": FORGED_QUESTION}, format="json"
     )
 
