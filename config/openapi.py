@@ -5,6 +5,7 @@ Views declare their success answers (and any special error, such as a 409) with
 the project's error body (config.api_errors): {"detail": "...", "errors": {...}?}.
 """
 
+from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -21,7 +22,24 @@ class ErrorSerializer(serializers.Serializer):
     )
 
 
+NO_NULL_CHARACTERS = "^[^\\x00]*$"
+
+
 class ApiAutoSchema(AutoSchema):
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        # DRF refuses NUL in every CharField (400); say so, or clients learn it by failing.
+        if (
+            direction == "request"
+            and schema.get("type") == "string"
+            and "pattern" not in schema
+            and "format" not in schema
+            and "enum" not in schema
+            and any(isinstance(v, ProhibitNullCharactersValidator) for v in field.validators)
+        ):
+            schema["pattern"] = NO_NULL_CHARACTERS
+        return schema
+
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is None:

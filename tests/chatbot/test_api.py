@@ -259,3 +259,15 @@ def test_one_chat_request_reads_the_users_roles_once(model_down, staff_role, tra
     audit = AnswerAudit.objects.get()
     assert audit.role_ids == sorted(r.pk for r in reader.roles.all())
     assert [entry["document_id"] for entry in audit.retrieved] == [travel_policy.pk]
+
+
+@pytest.mark.parametrize("page", ["", "0", "-1", "1.5", "abc", "٣", "99"])
+def test_a_page_that_is_not_a_positive_integer_or_past_the_end_is_404(page):
+    user = factories.user()
+    client = factories.api_client(user)
+
+    response = client.get("/api/v1/conversations/", {"page": page})
+
+    assert response.status_code == 404, response.content
+    assert response.json()["detail"] == "Invalid page."
+    assert client.get("/api/v1/conversations/", {"page": "1"}).status_code == 200
