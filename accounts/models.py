@@ -62,6 +62,11 @@ class AccessLogEntry(models.Model):
         CONVERSATION_READ = "audit.conversation_read", "conversation read (audit)"
         AUDIT_READ = "audit.answers_read", "answer audits read (audit)"
         SEARCH_AS_USER = "audit.search_as_user", "searched as user (audit)"
+        WORKSPACE_CREATED = "integration.workspace_created", "chat workspace created"
+        WORKSPACE_CHANGED = "integration.workspace_changed", "chat workspace changed"
+        WORKSPACE_DELETED = "integration.workspace_deleted", "chat workspace deleted"
+        IDENTITY_LINKED = "integration.identity_linked", "chat identity linked"
+        IDENTITY_UNLINKED = "integration.identity_unlinked", "chat identity unlinked"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

@@ -13,7 +13,10 @@ is granted or refused everywhere. Rights only add up:
   replace and delete a document only when every role it has (and will have) is one they
   manage; they see management views of the documents in any role they manage;
 - auditors (``accounts.audit_conversations``, granted to the user itself) read other
-  users' conversations and answer audits and search as another user; each read is logged.
+  users' conversations and answer audits and search as another user; each read is logged;
+- chat platform workspaces (Slack): only superusers change them, since a workspace's
+  channel roles open those roles' documents to everyone in a channel; unlinking a person's
+  platform identity is managing that user.
 
 Nothing else grants management: Django's model permissions (``add_document``,
 ``change_user``, ...), groups and ``is_staff`` alone grant none of it. The two grants above
@@ -224,6 +227,21 @@ def can_audit(actor: Actor) -> bool:
 def check_audit(actor: Actor) -> None:
     if not can_audit(actor):
         raise ManagementDenied("Reading other users' conversations needs the audit permission.")
+
+
+# Chat platforms
+
+
+def can_manage_integrations(actor: Actor) -> bool:
+    return actor.is_superuser
+
+
+def check_manage_integrations(actor: Actor) -> None:
+    if not can_manage_integrations(actor):
+        raise ManagementDenied(
+            "Only superusers change chat platform workspaces: channel roles open documents "
+            "to everyone in a channel."
+        )
 
 
 def request_actor(request) -> Actor:

@@ -32,15 +32,25 @@ def user_scope(*, user: User) -> Scope:
     Never cached across requests: a role change applies to the very next request. Inactive
     or anonymous users hold no roles.
     """
+    return _scope(user, Role.objects.all())
+
+
+def _scope(user: User, roles: QuerySet[Role]) -> Scope:
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return Scope(user_id=None, role_ids=(), role_names=(), _minted_by=_MINTED_HERE)
-    roles = list(Role.objects.filter(users=user).order_by("pk").values_list("pk", "name"))
+    roles = list(roles.filter(users=user).order_by("pk").values_list("pk", "name"))
     return Scope(
         user_id=user.pk,
         role_ids=tuple(pk for pk, _ in roles),
         role_names=tuple(sorted(name for _, name in roles)),
         _minted_by=_MINTED_HERE,
     )
+
+
+def channel_scope(*, user: User, channel_role_ids: Iterable[int]) -> Scope:
+    """The user's scope narrowed to ``channel_role_ids``: what may be answered to this user
+    where everyone in a shared channel reads it. Channel roles only narrow, never add."""
+    return _scope(user, Role.objects.filter(pk__in=list(channel_role_ids)))
 
 
 def username_taken(*, username: str) -> bool:

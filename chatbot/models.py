@@ -94,6 +94,11 @@ class AnswerAudit(models.Model):
     """One row per question answered (or attempted). Written once, never edited: only the
     "view" permission exists and no interface offers changes."""
 
+    class Surface(models.TextChoices):
+        WEB = "web", "web chat or API"
+        SLACK = "slack", "Slack"
+        WEBHOOK = "webhook", "signed webhook"
+
     class Outcome(models.TextChoices):
         ANSWERED = "answered"
         NOT_FOUND = "not_found"
@@ -125,6 +130,10 @@ class AnswerAudit(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     fallback_used = models.BooleanField(default=False)
+    # Where the question was asked and the answer shown: a platform channel is readable by
+    # others (the scope then holds only the channel's roles).
+    surface = models.CharField(max_length=16, choices=Surface.choices, default=Surface.WEB)
+    channel = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

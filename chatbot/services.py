@@ -68,7 +68,13 @@ def conversation_title(question: str) -> str:
 
 
 def chat_reply_stream(
-    *, user, scope: Scope, question: str, conversation: Conversation | None = None
+    *,
+    user,
+    scope: Scope,
+    question: str,
+    conversation: Conversation | None = None,
+    surface: str = AnswerAudit.Surface.WEB,
+    channel: str = "",
 ) -> Iterator[TokenEvent | ChatReply]:
     """Answer ``question`` for ``user`` within ``scope`` (user_scope of that same user):
     yields TokenEvents, then one ChatReply.
@@ -96,6 +102,8 @@ def chat_reply_stream(
         retrieved=_retrieved(hits),
         retrieval_ms=elapsed_ms(started),
         outcome=AnswerAudit.Outcome.CANCELLED,
+        surface=surface,
+        channel=channel,
     )
     answer: Answer | None = None
     try:
@@ -139,10 +147,21 @@ def chat_reply_stream(
 
 
 def chat_reply(
-    *, user, scope: Scope, question: str, conversation: Conversation | None = None
+    *,
+    user,
+    scope: Scope,
+    question: str,
+    conversation: Conversation | None = None,
+    surface: str = AnswerAudit.Surface.WEB,
+    channel: str = "",
 ) -> ChatReply:
     for event in chat_reply_stream(
-        user=user, scope=scope, question=question, conversation=conversation
+        user=user,
+        scope=scope,
+        question=question,
+        conversation=conversation,
+        surface=surface,
+        channel=channel,
     ):
         if isinstance(event, ChatReply):
             return event
