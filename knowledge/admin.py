@@ -26,6 +26,7 @@ from django.utils.timezone import localtime
 from accounts import policy
 from accounts.models import AccessLogEntry, Role
 from accounts.policy import Actor, ManagementDenied, request_actor
+from config.admin import NoAdminHistory
 from knowledge import services
 from knowledge.access import document_list_for_management
 from knowledge.console import document_audience, document_chunk_page
@@ -213,7 +214,7 @@ class TypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(NoAdminHistory, admin.ModelAdmin):
     list_display = [
         "title",
         "status_display",
@@ -543,14 +544,3 @@ class DocumentAdmin(admin.ModelAdmin):
                 services.document_delete(actor=actor, document=document)
             except ManagementDenied:
                 self._report_skipped(request, [document])
-
-    # The access log (written by the services) is the record; no second, partial history.
-
-    def log_addition(self, request, obj, message):
-        return None
-
-    def log_change(self, request, obj, message):
-        return None
-
-    def log_deletions(self, request, queryset):
-        return None
