@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "accounts",
     "knowledge",
     "chatbot.apps.ChatbotConfig",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -280,3 +281,31 @@ API_TOKEN_MAX_PER_USER = env.int("API_TOKEN_MAX_PER_USER", default=20)
 
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["config.throttling.UserScopedRateThrottle"]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = THROTTLE_RATES
+
+# --- Chat platforms (integrations/): Slack and signed webhooks ---
+# The address people open from a chat platform (links to sources, account linking).
+PUBLIC_URL = env("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Slack's signing secret; during a rotation also the previous one (both are accepted).
+SLACK_SIGNING_SECRETS = [
+    secret
+    for secret in (
+        env("SLACK_SIGNING_SECRET", default=""),
+        env("SLACK_SIGNING_SECRET_PREVIOUS", default=""),
+    )
+    if secret
+]
+SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN", default="")
+SLACK_API_URL = env("SLACK_API_URL", default="https://slack.com/api/")
+# Only these workspaces (team_id) and apps (api_app_id) are served; empty: any that signs.
+SLACK_ALLOWED_TEAM_IDS = env.list("SLACK_ALLOWED_TEAM_IDS", default=[])
+SLACK_ALLOWED_APP_IDS = env.list("SLACK_ALLOWED_APP_IDS", default=[])
+# Defaults for a workspace seen for the first time (then changed in the admin console).
+SLACK_CHANNEL_ROLES = env.list("SLACK_CHANNEL_ROLES", default=[])
+SLACK_AUTO_LINK_BY_EMAIL = env.bool("SLACK_AUTO_LINK_BY_EMAIL", default=False)
+# Replies go only to response_url hosts of these names (Slack's own).
+SLACK_RESPONSE_URL_HOSTS = env.list("SLACK_RESPONSE_URL_HOSTS", default=["hooks.slack.com"])
+# Signed webhooks post answers to a response_url only on these hosts (none: answer inline).
+WEBHOOK_RESPONSE_URL_HOSTS = env.list("WEBHOOK_RESPONSE_URL_HOSTS", default=[])
+# A link invitation is good for this long, once.
+CHAT_LINK_TTL_SECONDS = env.int("CHAT_LINK_TTL_SECONDS", default=600)
+CELERY_TASK_ROUTES = {"integrations.*": {"queue": "answers"}}

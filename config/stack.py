@@ -20,7 +20,7 @@ def _manage(*args: str) -> None:
 
 
 def _procfile_processes() -> list[str]:
-    names = ["web", "worker"]
+    names = ["web", "worker", "answers"]
     if not os.environ.get("INFERENCE_URL_EXTERNAL"):
         names.append("inference")
     procfile = (ROOT / "Procfile").read_text()

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("integrations/", include("integrations.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("", include("chatbot.web_urls")),
 ]

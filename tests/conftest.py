@@ -136,6 +136,14 @@ def counter(model_dir):
     return token_counter(model_dir)
 
 
+@pytest.fixture
+def answering(settings, inference_url, model_dir):
+    """Chat answers come from the real default model on CPU (a few seconds each)."""
+    settings.INFERENCE_URL = inference_url
+    settings.INFERENCE_MODEL = str(model_dir)
+    return inference_url
+
+
 @pytest.fixture(scope="session")
 def inference_url(model_dir, tmp_path_factory):
     port = free_port()
@@ -157,6 +165,35 @@ def inference_url(model_dir, tmp_path_factory):
         yield url
     finally:
         stop_process(process)
+
+
+# --- Slack, stood in for (the Slack tests and the canary walk)
+
+
+@pytest.fixture(scope="session")
+def fake_slack_server():
+    from tests.slack_standin import FakeSlack
+
+    server = FakeSlack()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_slack(fake_slack_server, settings):
+    from tests.slack_standin import BOT_TOKEN, SIGNING_SECRET
+
+    settings.SLACK_SIGNING_SECRETS = [SIGNING_SECRET]
+    settings.SLACK_BOT_TOKEN = BOT_TOKEN
+    settings.SLACK_API_URL = fake_slack_server.api_url
+    settings.SLACK_RESPONSE_URL_HOSTS = ["127.0.0.1"]
+    settings.WEBHOOK_RESPONSE_URL_HOSTS = ["127.0.0.1"]
+    settings.SLACK_ALLOWED_TEAM_IDS = []
+    settings.SLACK_ALLOWED_APP_IDS = []
+    settings.PUBLIC_URL = "http://chat.example.test"
+    fake_slack_server.reset()
+    yield fake_slack_server
+    fake_slack_server.reset()
 
 
 # --- The web process under uvicorn (ASGI, as in production): the browser tests and the canary

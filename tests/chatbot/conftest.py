@@ -11,14 +11,6 @@ CLOSED_PORT_URL = "http://127.0.0.1:9"
 
 
 @pytest.fixture
-def answering(settings, inference_url, model_dir):
-    """Chat answers come from the real default model on CPU (a few seconds each)."""
-    settings.INFERENCE_URL = inference_url
-    settings.INFERENCE_MODEL = str(model_dir)
-    return inference_url
-
-
-@pytest.fixture
 def traveller():
     """A user whose one role sees a travel policy (the hotel cap per city) and a distractor."""
     staff = factories.role("staff")
