@@ -9,10 +9,13 @@ the model are captured at the inference client, so "nowhere" includes what the m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
 from io import StringIO
+from unittest import mock
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -20,6 +23,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.http import Http404
 from django.test import Client
 from django.urls import reverse
 
@@ -49,6 +53,7 @@ PULL = (
 )
 FOLLOW_UP = "And what was that reference code again?"
 MISSING = 10**9  # an id nothing has
+SHARE_ARGS = ("workspace_id", "external_user_id", "message_id", "channel_id", "response_url")
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,9 @@ class Surface:
     not exist (404 for a read: no existence oracle). ``status``: the expected status."""
 
     name: str
-    via: str  # "api" (DRF client), "web" (session, redirects followed), "sse" (uvicorn), "ask"
+    # "api" (DRF client), "web" (session, redirects followed), "sse" (uvicorn), "ask", or
+    # "slack" (a signed request; method names what it is; the posts to Slack are the text)
+    via: str
     method: str = "GET"
     path: str = ""
     data: dict | None = None
@@ -88,6 +95,14 @@ SURFACES = [
     Surface("ask follow-up", "ask", args=(FOLLOW_UP, "--conversation", "{own_conversation}")),
     Surface("ask in another's conversation", "ask",
             args=(FOLLOW_UP, "--conversation", "{foreign_conversation}")),
+    Surface("slack: direct message", "slack", "dm", data={"text": PULL, "ts": "1.1"}),
+    Surface("slack: follow-up in the thread", "slack", "dm",
+            data={"text": FOLLOW_UP, "ts": "1.2", "thread_ts": "1.1"}),
+    Surface("slack: slash command", "slack", "command", data={"text": PULL}),
+    Surface("slack: mention in a channel", "slack", "mention", data={"text": PULL, "ts": "2.1"}),
+    Surface("slack: share into the channel", "slack", "share", data={"message": "{slack_answer}"}),
+    Surface("slack: feedback on another's answer", "slack", "feedback",
+            data={"message": "{foreign_answer}"}),
     Surface("search: code", "api", "POST", "/api/v1/search/", {"query": CANARY, "k": 50}),
     Surface("search: title", "api", "POST", "/api/v1/search/", {"query": TITLE, "k": 50}),
     Surface("search: question", "api", "POST", "/api/v1/search/", {"query": QUESTION}, status=200),
@@ -154,8 +169,8 @@ def _filled(value, ids: dict):
 class Walk:
     """One user looking everywhere; ``ids`` names the objects the surfaces point at."""
 
-    def __init__(self, user, *, ids: dict, web_server: str):
-        self.user, self.ids, self.web_server = user, ids, web_server
+    def __init__(self, user, *, ids: dict, web_server: str, slack=None):
+        self.user, self.ids, self.web_server, self.slack = user, ids, web_server, slack
         self.api = factories.api_client(user)
         self.web = Client()
         self.web.force_login(user)
@@ -174,7 +189,67 @@ class Walk:
             return self._stream(path, {**data, "stream": True})
         if surface.via == "ask":
             return self._ask([str(_filled(a, ids)) for a in surface.args])
+        if surface.via == "slack":
+            return self._slack(surface.method, data)
         raise ValueError(surface.via)
+
+    def _slack(self, what: str, data: dict) -> tuple[int, str]:
+        """A signed Slack request from the walker's linked Slack account; queued answers are
+        written here (so the prompts are recorded) and what reached Slack is the text."""
+        from integrations import services, tasks
+        from integrations.models import LinkedIdentity, Question, Workspace
+        from tests import slack_standin as slack
+
+        workspace = Workspace.objects.get(external_id=slack.TEAM_ID)
+        slack_user = f"U0WALK{self.user.pk}"
+        LinkedIdentity.objects.get_or_create(
+            workspace=workspace, external_user_id=slack_user, defaults={"user": self.user}
+        )
+        self.slack.reset()
+        client, hook = Client(), self.slack.response_url("walk")
+        if what in ("share", "feedback"):
+            action = ("share", str(data["message"])) if what == "share" else (
+                "feedback:up", f"up:{data['message']}")  # fmt: skip
+            payload = {"type": "block_actions", "team": {"id": slack.TEAM_ID},
+                       "user": {"id": slack_user}, "channel": {"id": "C0WALK"},
+                       "response_url": hook,
+                       "actions": [{"action_id": action[0], "value": action[1]}]}  # fmt: skip
+            body = urlencode({"payload": json.dumps(payload)}).encode()
+            path, form = "/integrations/slack/interactions/", "application/x-www-form-urlencoded"
+        elif what == "command":
+            body = slack.slash_body(data["text"], user_id=slack_user, response_url=hook)
+            path, form = "/integrations/slack/commands/", "application/x-www-form-urlencoded"
+        else:
+            ts = f"{self.user.pk}.{data['ts']}"
+            in_channel = what == "mention"
+            event = {
+                "type": "app_mention" if in_channel else "message",
+                "user": slack_user,
+                "text": data["text"],
+                "ts": ts,
+                "channel": "C0WALK" if in_channel else "D0WALK",
+                "channel_type": "channel" if in_channel else "im",
+            }
+            if "thread_ts" in data:
+                event["thread_ts"] = f"{self.user.pk}.{data['thread_ts']}"
+            body = slack.event_body(event, event_id=f"Ev{ts}")
+            path, form = "/integrations/slack/events/", "application/json"
+        # The tasks run here, not in a worker: their prompts are recorded like the rest.
+        with (
+            mock.patch.object(tasks.answer_question, "delay") as answer,
+            mock.patch.object(tasks.share_answer, "delay") as share,
+        ):
+            response = slack.post_signed(client, path, body, form)
+        for call in answer.call_args_list:
+            services.question_answer(question_id=call.args[0])
+            question = Question.objects.get(pk=call.args[0])
+            if question.kind == "command" and question.message_id:
+                self.ids.setdefault("slack_answer", question.message_id)
+        for call in share.call_args_list:
+            with contextlib.suppress(Http404):  # someone else's answer: nothing is posted
+                services.answer_share(**dict(zip(SHARE_ARGS, call.args, strict=True)))
+        posts = json.dumps(self.slack.posts)
+        return response.status_code, response.content.decode() + posts
 
     def _stream(self, path: str, data: dict) -> tuple[int, str]:
         """The chat stream from the real ASGI server, as the browser's session gets it."""
@@ -287,16 +362,21 @@ def world():
         "foreign_conversation": conversation.pk,
         "foreign_answer": answer.pk,
     }
+    from integrations.models import Workspace
+
+    workspace = Workspace.objects.create(platform="slack", external_id="T0VELUNA1")
+    workspace.channel_roles.set([staff])
     return {"board": board, "staff": staff, "ids": ids}
 
 
-def test_an_outsider_never_sees_the_canary_anywhere(prompts, world, web_server):
+def test_an_outsider_never_sees_the_canary_anywhere(prompts, world, web_server, fake_slack):
     # Staff who manage users and another role's documents: the console shows them the most
     # that any non-superuser without the role (and without the audit grant) can see.
     outsider = factories.user(roles=[world["staff"]], is_staff=True, manages=[world["staff"]])
     outsider = factories.grant(outsider, "manage_users")
 
-    seen = Walk(outsider, ids=dict(world["ids"]), web_server=web_server).everywhere(prompts)
+    walk = Walk(outsider, ids=dict(world["ids"]), web_server=web_server, slack=fake_slack)
+    seen = walk.everywhere(prompts)
 
     assert leaks(seen) == []
     # The console really showed them its lists (a login page would hide nothing either).
@@ -304,7 +384,9 @@ def test_an_outsider_never_sees_the_canary_anywhere(prompts, world, web_server):
     assert "board-member" in seen["console: users"]
 
 
-def test_a_revoked_user_no_longer_sees_what_they_were_answered(prompts, world, web_server):
+def test_a_revoked_user_no_longer_sees_what_they_were_answered(
+    prompts, world, web_server, fake_slack
+):
     insider = factories.user(roles=[world["board"], world["staff"]], username="former-member")
     client = factories.api_client(insider)
     answer = client.post("/api/v1/chat/", {"message": QUESTION}, format="json").json()
@@ -324,7 +406,7 @@ def test_a_revoked_user_no_longer_sees_what_they_were_answered(prompts, world, w
         "own_conversation": answer["conversation_id"],
         "own_answer": answer["message_id"],
     }
-    seen = Walk(insider, ids=ids, web_server=web_server).everywhere(prompts)
+    seen = Walk(insider, ids=ids, web_server=web_server, slack=fake_slack).everywhere(prompts)
 
     assert leaks(seen) == []
     assert QUESTION in seen["conversation"]  # the conversation is still theirs, redacted
