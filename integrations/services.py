@@ -137,6 +137,22 @@ def link_token_redeem(*, key: str, user: User) -> LinkedIdentity:
     return identity
 
 
+@transaction.atomic
+def identity_link(
+    *, actor: Actor, workspace: Workspace, external_user_id: str, user: User
+) -> LinkedIdentity:
+    """Link a platform user to ``user`` on an operator's word (the console or a command):
+    that is managing ``user`` (checked and logged)."""
+    policy.check_manage_user(actor, user)
+    identity, _ = LinkedIdentity.objects.update_or_create(
+        workspace=workspace,
+        external_user_id=external_user_id,
+        defaults={"user": user, "linked_by_email": False},
+    )
+    _log_link(actor, identity, how="operator")
+    return identity
+
+
 def identity_link_by_email(*, workspace: Workspace, external_user_id: str, email: str):
     """Auto-linking (when the workspace allows it): the one active user with this email."""
     if not email:

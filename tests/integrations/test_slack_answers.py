@@ -315,3 +315,16 @@ def test_nobody_can_share_someone_elses_answer(world, fake_slack):
 def test_the_bot_mention_is_not_part_of_the_question():
     assert services.question_text(f"<@{BOT_USER_ID}>  what is\n the cap?") == "what is the cap?"
     assert services.question_text("<@U123|ann> hi <@U9>") == "hi"
+
+
+def test_an_operator_links_a_slack_user_from_the_shell_and_it_is_logged(world):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    call_command("slack_link", "--team", TEAM_ID, "--slack-user", "U0OPS0001", "--username", "eve")
+
+    assert LinkedIdentity.objects.get(external_user_id="U0OPS0001").user == world["eve"]
+    entry = AccessLogEntry.objects.get(action="integration.identity_linked")
+    assert entry.actor_username == "system:slack_link" and entry.after["how"] == "operator"
+    with pytest.raises(CommandError, match="No active user"):
+        call_command("slack_link", "--team", TEAM_ID, "--slack-user", "U0X", "--username", "zed")

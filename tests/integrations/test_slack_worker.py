@@ -4,17 +4,21 @@ model, and the reply at the command's response_url (the stand-in Slack). A stran
 asked to link their account first; once linked, they are answered from their roles."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from chatbot.models import AnswerAudit
 from integrations.models import LinkedIdentity, Question, Workspace
 from tests import factories
+from tests.integrations import blockkit_preview
 from tests.integrations.conftest import TEAM_ID, post_slash, slash_body
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.model]
 
 LONDON = "What is the maximum hotel cost per night in London?"
+# The answer as Slack would show it (README's picture: docs/slack-answer.png is a copy).
+PREVIEW = Path(__file__).resolve().parents[2] / "test-output" / "slack" / "worker-answer.png"
 
 
 def test_a_stranger_links_their_account_and_gets_a_cited_answer(answer_worker, fake_slack, client):
@@ -60,3 +64,5 @@ def test_a_stranger_links_their_account_and_gets_a_cited_answer(answer_worker, f
     )
     assert audit.role_ids == [staff.pk]
     assert Workspace.objects.get().external_id == TEAM_ID
+    page = blockkit_preview.render_message(answer["body"]["blocks"])
+    assert blockkit_preview.screenshot(page, PREVIEW).stat().st_size > 5000
