@@ -232,7 +232,15 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"pgserver": {"level": "WARNING"}},
+    "loggers": {
+        "pgserver": {"level": "WARNING"},
+        # Never below INFO, whatever LOG_LEVEL says: at DEBUG slack_sdk logs each request's
+        # headers (the bot token) and body (answers), and httpx each URL (response URLs
+        # are capabilities: whoever holds one can post into the conversation).
+        "slack_sdk": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }
 
 CELERY_BEAT_SCHEDULE = {

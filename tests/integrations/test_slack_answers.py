@@ -4,6 +4,7 @@ command's private reply, within the channel's roles in a channel, a link prompt 
 retrieval) for a stranger, feedback and sharing that re-check who may read what."""
 
 import json
+import logging
 from urllib.parse import urlencode
 
 import pytest
@@ -328,3 +329,24 @@ def test_an_operator_links_a_slack_user_from_the_shell_and_it_is_logged(world):
     assert entry.actor_username == "system:slack_link" and entry.after["how"] == "operator"
     with pytest.raises(CommandError, match="No active user"):
         call_command("slack_link", "--team", TEAM_ID, "--slack-user", "U0X", "--username", "zed")
+
+
+def test_answering_logs_no_token_question_answer_link_or_response_url(world, fake_slack, caplog):
+    hook = fake_slack.response_url("capability-7Qx")
+    with caplog.at_level(logging.DEBUG):
+        ask(world, "Who won the secret chess cup Bluebird?", user="U0EVE0001", channel="D0EVE")
+        ask(world, "Who won the secret chess cup Bluebird?", kind="command", user="U0EVE0001",
+            channel="C0GENERAL", response_url=hook)  # fmt: skip
+        ask(world, "Who is Kestrel?", user="U0STRANGER", channel="D0STRANGER", ts="9.9")
+
+    link = fake_slack.wait_for(lambda p: "integrations/link/" in p["body"].get("text", ""))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "question" in logged  # the statuses are logged, by question id
+    for secret in [
+        "xoxb-",
+        "Bluebird",
+        "Kestrel",
+        "capability-7Qx",
+        _link_from(link["body"]["text"]),
+    ]:
+        assert secret not in logged
