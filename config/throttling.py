@@ -6,6 +6,7 @@ environment variables without touching the views).
 """
 
 import logging
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.core.cache import caches
@@ -48,3 +49,15 @@ def throttled_message(scope: str) -> str:
     what = SCOPE_NAMES.get(scope, "requests")
     limit = f" (your limit is {rate.replace('/', ' per ')})" if rate else ""
     return f"Too many {what}{limit}."
+
+
+def user_rate_wait(*, user, scope: str) -> float | None:
+    """For answers made outside a DRF view (a Slack task): counts one request against the
+    user's ``scope`` limit, on the same count the API uses (asking in Slack and in the web
+    chat draws on one allowance). None when allowed, else the seconds to wait."""
+    request = SimpleNamespace(user=user, META={})
+    try:
+        UserScopedRateThrottle().allow_request(request, SimpleNamespace(throttle_scope=scope))
+    except Throttled as exc:
+        return exc.wait or 60.0
+    return None

@@ -39,6 +39,7 @@ from chatbot import selectors as chat_selectors
 from chatbot import services as chat_services
 from chatbot.failures import EXPECTED_FAILURES, answer_failure, too_long_message
 from chatbot.models import AnswerAudit, Feedback, Message
+from config.throttling import throttled_message, user_rate_wait
 from integrations import webhook
 from integrations.models import LinkedIdentity, LinkToken, Question, ThreadConversation, Workspace
 from integrations.slack import blocks, client
@@ -386,6 +387,10 @@ def question_answer(*, question_id: int) -> Delivery:
         return _deliver(
             question, Status.DECLINED, CHANNEL_DECLINED, blocks.notice_blocks(CHANNEL_DECLINED)
         )
+    wait = user_rate_wait(user=user, scope="chat")
+    if wait is not None:
+        text = f"{throttled_message('chat')} Try again in {max(1, round(wait))} seconds."
+        return _deliver(question, Status.DECLINED, text, blocks.notice_blocks(text))
     conversation = _thread_conversation(question, user)
     try:
         reply = chat_services.chat_reply(

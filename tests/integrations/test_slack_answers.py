@@ -350,3 +350,17 @@ def test_answering_logs_no_token_question_answer_link_or_response_url(world, fak
         _link_from(link["body"]["text"]),
     ]:
         assert secret not in logged
+
+
+def test_slack_questions_count_against_the_users_chat_rate_limit(world, fake_slack, settings):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "chat": "2/minute"}
+    client = factories.api_client(world["eve"])
+    web = client.post("/api/v1/chat/", {"message": "Who won the cup?"}, format="json")
+    assert web.status_code == 200  # the web chat used one of the two
+
+    _, first = ask(world, "Who won the chess cup?", user="U0EVE0001", channel="D0EVE", ts="5.1")
+    _, second = ask(world, "And the year before?", user="U0EVE0001", channel="D0EVE", ts="5.2")
+
+    assert (first.status, second.status) == ("answered", "declined")
+    assert "Too many questions (your limit is 2 per minute)" in second.text
+    assert AnswerAudit.objects.filter(surface="slack").count() == 1
