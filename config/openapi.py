@@ -5,7 +5,7 @@ Views declare their success answers (and any special error, such as a 409) with
 the project's error body (config.api_errors): {"detail": "...", "errors": {...}?}.
 """
 
-from django.core.validators import ProhibitNullCharactersValidator
+from django.core.validators import ProhibitNullCharactersValidator, RegexValidator
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -36,6 +36,8 @@ class ApiAutoSchema(AutoSchema):
             and "format" not in schema
             and "enum" not in schema
             and any(isinstance(v, ProhibitNullCharactersValidator) for v in field.validators)
+            # a field with its own pattern (slugs, usernames) gets that one, which excludes NUL
+            and not any(isinstance(v, RegexValidator) for v in field.validators)
         ):
             schema["pattern"] = NO_NULL_CHARACTERS
         return schema

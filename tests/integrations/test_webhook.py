@@ -1,6 +1,7 @@
 """The generic signed webhook: `POST /integrations/webhook/<id>/`, signed with the
 integration's own secret (v1: HMAC-SHA256 of "v1:{timestamp}:{body}"), answered in the
-HTTP response or, with a response_url, by a task that posts {"text": ...} there.
+HTTP response or, with a response_url, by a task that posts
+{"response_type": "ephemeral", "text": ...} there.
 
 Requests are signed by integrations.verification.webhook_signature, whose scheme the first
 test pins with an independent HMAC. The only stand-in is the platform's response_url (the
@@ -246,7 +247,7 @@ def test_with_a_response_url_one_task_is_queued_and_the_answer_is_posted_there(
 
     assert delivery.status == Question.Status.ANSWERED and delivery.delivered
     [posted] = responses_at(fake_slack, "async-answer")
-    assert posted == {"text": delivery.text}
+    assert posted == {"response_type": "ephemeral", "text": delivery.text}
     assert "180" in posted["text"] and "Travel policy" in posted["text"], posted
 
 
@@ -464,7 +465,7 @@ def test_an_unlinked_user_with_a_response_url_gets_the_link_there(
 
     assert delivery.status == Question.Status.LINK_PROMPTED and delivery.delivered
     [posted] = responses_at(fake_slack, "unlinked")
-    assert posted == {"text": delivery.text}
+    assert posted == {"response_type": "ephemeral", "text": delivery.text}
     assert_link_prompt(posted["text"], settings.PUBLIC_URL)
     assert not AnswerAudit.objects.exists()
 
@@ -478,9 +479,18 @@ def test_a_repeated_webhook_id_with_a_response_url_is_answered_once(
     url = fake_slack.response_url("twice")
     body = payload(QUESTION, response_url=url)
 
+    now = int(time.time())  # each delivery signed anew, so only the id can match
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        first = post(client, integration.pk, body, HTTP_X_WEBHOOK_ID="evt-42")
-        again = post(client, integration.pk, body, HTTP_X_WEBHOOK_ID="evt-42")
+        first = post(
+            client, integration.pk, body, signed(body, timestamp=now), HTTP_X_WEBHOOK_ID="evt-42"
+        )
+        again = post(
+            client,
+            integration.pk,
+            body,
+            signed(body, timestamp=now - 1),
+            HTTP_X_WEBHOOK_ID="evt-42",
+        )
 
     assert (first.status_code, first.json()) == (202, {"text": WORKING_ON_IT})
     assert (again.status_code, again.json()) == (200, {"text": ALREADY_RECEIVED})
@@ -490,9 +500,16 @@ def test_a_repeated_webhook_id_with_a_response_url_is_answered_once(
 
 
 def test_a_repeated_webhook_id_without_a_response_url_is_answered_once(client, integration):
-    first = post(client, integration.pk, payload(QUESTION), HTTP_X_WEBHOOK_ID="evt-43")
-    again = post(client, integration.pk, payload(QUESTION), HTTP_X_WEBHOOK_ID="evt-43")
-    other = post(client, integration.pk, payload(QUESTION), HTTP_X_WEBHOOK_ID="evt-44")
+    body, now = payload(QUESTION), int(time.time())  # each delivery signed anew
+    first = post(
+        client, integration.pk, body, signed(body, timestamp=now), HTTP_X_WEBHOOK_ID="evt-43"
+    )
+    again = post(
+        client, integration.pk, body, signed(body, timestamp=now - 1), HTTP_X_WEBHOOK_ID="evt-43"
+    )
+    other = post(
+        client, integration.pk, body, signed(body, timestamp=now - 2), HTTP_X_WEBHOOK_ID="evt-44"
+    )
 
     assert first.json()["status"] == Question.Status.LINK_PROMPTED
     assert (again.status_code, again.json()) == (200, {"text": ALREADY_RECEIVED})
