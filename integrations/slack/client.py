@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
+
+logger = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10
 
@@ -54,8 +58,13 @@ def post_ephemeral(*, channel: str, user: str, text: str, blocks: list | None = 
 
 
 def user_email(*, user: str) -> str:
-    """The Slack user's email when Slack says it is confirmed, else ""."""
-    profile = web_client().users_info(user=user).get("user") or {}
+    """The Slack user's email when Slack says it is confirmed, else "" (also when Slack
+    refuses, e.g. the app lacks users:read.email: the person is then asked to link)."""
+    try:
+        profile = web_client().users_info(user=user).get("user") or {}
+    except SlackApiError as exc:
+        logger.warning("slack: users.info refused (%s)", exc.response.get("error", "unknown"))
+        return ""
     if profile.get("is_bot") or profile.get("deleted") or not profile.get("is_email_confirmed"):
         return ""
     return (profile.get("profile") or {}).get("email", "") or ""

@@ -364,3 +364,14 @@ def test_slack_questions_count_against_the_users_chat_rate_limit(world, fake_sla
     assert (first.status, second.status) == ("answered", "declined")
     assert "Too many questions (your limit is 2 per minute)" in second.text
     assert AnswerAudit.objects.filter(surface="slack").count() == 1
+
+
+def test_auto_linking_without_the_email_scope_falls_back_to_the_link_prompt(world, fake_slack):
+    world["workspace"].auto_link_by_email = True
+    world["workspace"].save()
+    fake_slack.fail_methods.add("users.info")
+
+    _, delivery = ask(world, "Who won the chess cup?", user="U0NOSCOPE", channel="D0NOSCOPE")
+
+    assert delivery.status == "link_prompted"
+    assert not LinkedIdentity.objects.filter(external_user_id="U0NOSCOPE").exists()
