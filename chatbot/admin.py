@@ -328,7 +328,8 @@ class CreatedRangeFilter(InputFilter):
 
 
 CSV_HEADER = [
-    "created_at", "username", "roles", "question", "outcome", "model", "retrieval_ms",
+    "created_at", "username", "roles", "question", "surface", "channel", "outcome", "model",
+    "retrieval_ms",
     "first_token_ms", "total_ms", "fallback_used", "cited_chunk_ids", "shown_chunk_ids",
     "retrieved_document_ids",
 ]  # fmt: skip
@@ -352,23 +353,26 @@ class AnswerAuditAdmin(AuditedReadOnlyAdmin):
     """The audit trail: viewable and exportable, never added, changed or deleted from here."""
 
     read_target_type = "answer_audit"
-    list_display = ["created_at", "username", "outcome", "model", "total_ms", "short_question"]
+    list_display = [
+        "created_at", "username", "surface", "outcome", "model", "total_ms", "short_question",
+    ]  # fmt: skip
     list_filter = [
-        UsernameFilter, RoleFilter, DocumentFilter, "outcome", "model", "fallback_used",
-        CreatedRangeFilter,
+        UsernameFilter, RoleFilter, DocumentFilter, "surface", "outcome", "model",
+        "fallback_used", CreatedRangeFilter,
     ]  # fmt: skip
     search_fields = ["username", "question"]
     date_hierarchy = "created_at"
     actions = ["export_selected_csv"]
     fieldsets = [
-        (None, {"fields": ["created_at", "user", "username", "roles", "question", "outcome",
-                           "error", "conversation", "message"]}),
+        (None, {"fields": ["created_at", "user", "username", "roles", "question", "surface",
+                           "channel", "outcome", "error", "conversation", "message"]}),
         ("Answer", {"fields": ["model", "fallback_used", "retrieval_ms", "first_token_ms",
                                "total_ms", "prompt_tokens", "completion_tokens"]}),
         ("Passages used", {"fields": ["passages", "cited_passages", "shown_chunk_ids"]}),
     ]  # fmt: skip
     readonly_fields = [
-        "created_at", "user", "username", "roles", "question", "conversation", "message",
+        "created_at", "user", "username", "roles", "question", "surface", "channel",
+        "conversation", "message",
         "shown_chunk_ids", "model", "outcome", "error", "retrieval_ms", "first_token_ms",
         "total_ms", "prompt_tokens", "completion_tokens", "fallback_used", "passages",
         "cited_passages",
@@ -489,6 +493,8 @@ class AnswerAuditAdmin(AuditedReadOnlyAdmin):
                     audit.username,
                     "; ".join(role_names.get(pk, f"#{pk}") for pk in audit.role_ids),
                     audit.question,
+                    audit.surface,
+                    audit.channel,
                     audit.outcome,
                     audit.model,
                     audit.retrieval_ms,

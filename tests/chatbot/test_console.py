@@ -429,6 +429,8 @@ def test_the_export_has_every_column_and_neutralises_formulas(client, auditor, a
         "username",
         "roles",
         "question",
+        "surface",
+        "channel",
         "outcome",
         "model",
         "retrieval_ms",
@@ -443,6 +445,7 @@ def test_the_export_has_every_column_and_neutralises_formulas(client, auditor, a
     carol, alice = by_user["carol"], by_user["alice"]
     assert carol["question"] == '\'=HYPERLINK("http://evil.example","click")'
     assert carol["roles"] == "finance; maintenance"
+    assert (carol["surface"], carol["channel"]) == ("web", "")
     assert carol["retrieved_document_ids"] == f"{audits['gear'].pk} {audits['fuel'].pk}"
     assert carol["shown_chunk_ids"] == "21 11"
     assert carol["cited_chunk_ids"] == ""
