@@ -375,3 +375,38 @@ def test_auto_linking_without_the_email_scope_falls_back_to_the_link_prompt(worl
 
     assert delivery.status == "link_prompted"
     assert not LinkedIdentity.objects.filter(external_user_id="U0NOSCOPE").exists()
+
+
+def test_a_thread_follow_up_leaves_out_earlier_answers_the_asker_can_no_longer_see(
+    world, answering, fake_slack, monkeypatch
+):
+    from inference.client import InferenceClient
+    from tests.chatbot.conftest import stored_answer
+
+    prompts = []
+    for name in ("generate", "stream", "chat", "stream_chat"):
+        original = getattr(InferenceClient, name)
+
+        def recorded(client, prompt, *args, _original=original, **kwargs):
+            prompts.append(prompt if isinstance(prompt, str) else json.dumps(list(prompt)))
+            return _original(client, prompt, *args, **kwargs)
+
+        monkeypatch.setattr(InferenceClient, name, recorded)
+    # Earlier in this DM thread alice was answered from the results, which she may read...
+    conversation, _ = stored_answer(
+        owner=world["alice"], document=world["results"], text=f"The reference is {CANARY} [1].",
+        question="What is the board reference?",
+    )  # fmt: skip
+    ThreadConversation.objects.create(workspace=world["workspace"], channel_id="D0ALICE",
+                                      thread_ts="40.1", user=world["alice"],
+                                      conversation=conversation)  # fmt: skip
+    world["alice"].roles.remove(world["finance"])  # ...until now.
+
+    ask(world, LONDON, user="U0ALICE01", channel="D0ALICE", ts="40.2", thread_ts="40.1")
+
+    assert prompts, "the follow-up reached the model"
+    assert not [p for p in prompts if CANARY in p]
+    assert "What is the board reference?" in prompts[0]  # the thread's turns were given
+    post = fake_slack.wait_for(lambda p: p["method"] == "chat.postMessage")
+    assert CANARY not in posted_text(post) and post["body"]["thread_ts"] == "40.1"
+    assert conversation.messages.count() == 4
