@@ -98,6 +98,7 @@ class AnswerAudit(models.Model):
         WEB = "web", "web chat or API"
         SLACK = "slack", "Slack"
         WEBHOOK = "webhook", "signed webhook"
+        MATTERMOST = "mattermost", "Mattermost"
 
     class Outcome(models.TextChoices):
         ANSWERED = "answered"

@@ -36,8 +36,13 @@ from integrations import services
 from integrations.models import LinkedIdentity, Question, Workspace
 
 WEBHOOK = Workspace.Platform.WEBHOOK
+MATTERMOST = Workspace.Platform.MATTERMOST
+# The platforms whose secret is kept here (Slack's signing secrets come from the environment).
+SECRET_PLATFORMS = {WEBHOOK, MATTERMOST}
 # Shorter secrets are guessable; a generated one (secrets.token_urlsafe(32)) has 43 characters.
 MIN_SECRET_LENGTH = 32
+# Mattermost generates the slash command's token (26 characters); it is pasted, never made here.
+MIN_MATTERMOST_TOKEN_LENGTH = 26
 
 
 # Workspaces
@@ -63,8 +68,15 @@ class WorkspaceForm(forms.ModelForm):
         secret = self.fields["signing_secret"]
         if self.instance.pk is None:
             secret.help_text = (
-                "Signed webhooks only (Slack's signing secrets come from the environment). "
-                "Leave blank to have one generated: it is shown once, after saving."
+                "Signed webhook: leave blank to have one generated (it is shown once, after "
+                "saving). Mattermost: paste the token Mattermost shows for the slash command; "
+                "it is never generated here, and until it is pasted the command is refused. "
+                "Slack: leave blank (its signing secrets come from the environment)."
+            )
+        elif self.instance.platform == MATTERMOST:
+            secret.help_text = (
+                "The slash command's token. Leave blank to keep the current one; after "
+                "regenerating it in Mattermost, paste the new one."
             )
         else:
             secret.help_text = "Leave blank to keep the current secret; type one to replace it."
@@ -80,12 +92,19 @@ class WorkspaceForm(forms.ModelForm):
         data = super().clean()
         platform = self.instance.platform if self.instance.pk else data.get("platform")
         secret = data.get("signing_secret") or ""
-        if secret and platform != WEBHOOK:
+        if secret and platform not in SECRET_PLATFORMS:
             self.add_error(
                 "signing_secret",
-                "Only signed webhooks have a secret here; Slack's come from the environment.",
+                "Only signed webhooks and Mattermost have a secret here; Slack's come from the "
+                "environment.",
             )
-        elif secret and len(secret) < MIN_SECRET_LENGTH:
+        elif platform == MATTERMOST and secret and len(secret) < MIN_MATTERMOST_TOKEN_LENGTH:
+            self.add_error(
+                "signing_secret",
+                f"Mattermost's tokens have {MIN_MATTERMOST_TOKEN_LENGTH} characters: paste the "
+                "whole token of the slash command.",
+            )
+        elif platform == WEBHOOK and secret and len(secret) < MIN_SECRET_LENGTH:
             self.add_error(
                 "signing_secret",
                 f"Use at least {MIN_SECRET_LENGTH} characters, or leave it blank to have one "
@@ -153,7 +172,7 @@ class WorkspaceAdmin(NoAdminHistory, admin.ModelAdmin):
                 ("Access", {"fields": ["enabled", "auto_link_by_email", "channel_roles"]}),
             ]
         editable = list(self.settings_fields)
-        if obj.platform == WEBHOOK:
+        if obj.platform in SECRET_PLATFORMS:
             editable.append("signing_secret")
         return [
             (None, {"fields": ["platform", "external_id", *editable]}),
@@ -185,16 +204,16 @@ class WorkspaceAdmin(NoAdminHistory, admin.ModelAdmin):
             changes = {n: data[n] for n in self.settings_fields if n in form.changed_data}
             if "channel_roles" in changes:
                 changes["channel_roles"] = list(changes["channel_roles"])
-            if data.get("signing_secret") and workspace.platform == WEBHOOK:
+            if data.get("signing_secret") and workspace.platform in SECRET_PLATFORMS:
                 changes["signing_secret"] = data["signing_secret"]
             if changes:
                 services.workspace_update(actor=actor, workspace=workspace, **changes)
             return
         generated = ""
         secret = ""
-        if data["platform"] == WEBHOOK:
+        if data["platform"] in SECRET_PLATFORMS:
             secret = data.get("signing_secret") or ""
-            if not secret:
+            if not secret and data["platform"] == WEBHOOK:
                 secret = generated = secrets.token_urlsafe(32)
         workspace = services.workspace_create(
             actor=actor,
@@ -216,10 +235,16 @@ class WorkspaceAdmin(NoAdminHistory, admin.ModelAdmin):
                     "shown again.{}",
                     workspace,
                     generated,
-                    _webhook_url_sentence(workspace),
+                    _endpoint_sentence(workspace),
                 ),
                 messages.SUCCESS,
             )
+        elif workspace.platform == MATTERMOST:
+            steps = "Set the Mattermost slash command's request method to POST."
+            steps += _endpoint_sentence(workspace)
+            if not secret:
+                steps += " Then paste the command's token here: until then it is refused."
+            self.message_user(request, steps, messages.SUCCESS)
 
     def save_related(self, request, form, formsets, change):
         pass  # the channel roles were set (and logged) by save_model through the service
@@ -278,9 +303,10 @@ class WorkspaceAdmin(NoAdminHistory, admin.ModelAdmin):
         return workspace.question_total
 
 
-def _webhook_url_sentence(workspace: Workspace) -> str:
+def _endpoint_sentence(workspace: Workspace) -> str:
+    name = "integration-mattermost" if workspace.platform == MATTERMOST else "integration-webhook"
     try:
-        path = reverse("integration-webhook", args=[workspace.pk])
+        path = reverse(name, args=[workspace.pk])
     except NoReverseMatch:
         return ""
     return f" The platform posts to {path} on this server."

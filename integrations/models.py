@@ -1,6 +1,6 @@
-"""Chat platforms that ask on people's behalf (Slack, and signed webhooks from Slack-style
-platforms): which workspaces, which of their people are which app users, and every question
-received, kept once so that a retried delivery is answered once."""
+"""Chat platforms that ask on people's behalf (Slack, Mattermost slash commands, and signed
+webhooks from Slack-style platforms): which workspaces, which of their people are which app
+users, and every question received, kept once so that a retried delivery is answered once."""
 
 from django.conf import settings
 from django.db import models
@@ -8,7 +8,8 @@ from django.db.models import Q
 
 
 class Workspace(models.Model):
-    """A Slack workspace (team) or a generic signed webhook integration.
+    """A Slack workspace (team), a Mattermost slash command, or a generic signed webhook
+    integration.
 
     ``channel_roles`` bound what may be answered where others can read the answer (a Slack
     channel): the asker's roles that are also channel roles. None (the default) means the
@@ -18,9 +19,10 @@ class Workspace(models.Model):
     class Platform(models.TextChoices):
         SLACK = "slack", "Slack"
         WEBHOOK = "webhook", "Signed webhook"
+        MATTERMOST = "mattermost", "Mattermost"
 
     platform = models.CharField(max_length=16, choices=Platform.choices)
-    # Slack: the team_id. Webhook: a name of the operator's choosing.
+    # Slack: the team_id. Webhook and Mattermost: a name of the operator's choosing.
     external_id = models.CharField(max_length=64)
     name = models.CharField(max_length=200, blank=True)
     channel_roles = models.ManyToManyField("accounts.Role", blank=True, related_name="+")
@@ -29,7 +31,8 @@ class Workspace(models.Model):
         help_text="Link a Slack user to the app user with the same verified email address "
         "(needs the users:read.email scope).",
     )
-    # Webhook only: the shared HMAC key (Slack's signing secrets come from the environment).
+    # Webhook: the shared HMAC key. Mattermost: the token Mattermost generated for the slash
+    # command (pasted by the operator). Slack's signing secrets come from the environment.
     signing_secret = models.CharField(max_length=128, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

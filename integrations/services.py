@@ -60,6 +60,12 @@ NOT_SHAREABLE = (
     "This answer was not shared: it draws on documents that not everyone in this channel may read."
 )
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+# Where an answer was read, for the answer audit.
+_SURFACES = {
+    Workspace.Platform.SLACK: AnswerAudit.Surface.SLACK,
+    Workspace.Platform.WEBHOOK: AnswerAudit.Surface.WEBHOOK,
+    Workspace.Platform.MATTERMOST: AnswerAudit.Surface.MATTERMOST,
+}
 
 
 class NotLinked(Exception):
@@ -398,9 +404,7 @@ def question_answer(*, question_id: int) -> Delivery:
             scope=scope,
             question=question.text,
             conversation=conversation,
-            surface=AnswerAudit.Surface.SLACK
-            if workspace.platform == "slack"
-            else AnswerAudit.Surface.WEBHOOK,
+            surface=_SURFACES[workspace.platform],
             channel=f"{workspace.external_id}/{question.channel_id or 'direct'}",
         )
     except EXPECTED_FAILURES as exc:
@@ -416,15 +420,20 @@ def question_answer(*, question_id: int) -> Delivery:
         )
     Question.objects.filter(pk=question.pk).update(message_id=reply.message_id)
     shareable = question.kind == Kind.COMMAND and question.channel_type != "im"
+    source_url = f"{settings.PUBLIC_URL}/c/{reply.conversation_id}/"
     answer_blocks = blocks.answer_blocks(
         text=reply.answer,
         citations=reply.citations,
         message_id=reply.message_id,
-        source_url=f"{settings.PUBLIC_URL}/c/{reply.conversation_id}/",
+        source_url=source_url,
         shareable=shareable,
     )
-    as_text = blocks.plain_text if question.kind == Kind.WEBHOOK else blocks.fallback_text
-    fallback = as_text(text=reply.answer, citations=reply.citations)
+    if question.kind == Kind.WEBHOOK:  # the text is the whole reply: it carries the link
+        fallback = blocks.plain_text(
+            text=reply.answer, citations=reply.citations, source_url=source_url
+        )
+    else:
+        fallback = blocks.fallback_text(text=reply.answer, citations=reply.citations)
     return _deliver(question, Status.ANSWERED, fallback, answer_blocks)
 
 

@@ -1,5 +1,7 @@
 """The generic signed webhook for Slack-style platforms that are not Slack: replies go to
-the request's response_url as JSON {"text": ...}, or back in the HTTP answer.
+the request's response_url as JSON {"response_type": "ephemeral", "text": ...}, or back in
+the HTTP answer. Mattermost's slash commands (integrations/mattermost_views.py) reuse its
+checks and its replies.
 
 This module must not import integrations.services (which imports it for ``respond``)."""
 
@@ -35,13 +37,13 @@ class WebhookQuestion:
     event_id: str  # "" when the sender gave no X-Webhook-Id
 
 
-def webhook_workspace(*, integration_id: int) -> Workspace | None:
-    """The enabled webhook integration with this id that has a signing secret, else None
-    (a workspace without a secret would accept anything signed with the empty key)."""
+def webhook_workspace(
+    *, integration_id: int, platform: str = Workspace.Platform.WEBHOOK
+) -> Workspace | None:
+    """The enabled integration of this platform with this id that has a secret, else None
+    (a workspace without a secret would accept anything signed with, or equal to, "")."""
     return (
-        Workspace.objects.filter(
-            pk=integration_id, platform=Workspace.Platform.WEBHOOK, enabled=True
-        )
+        Workspace.objects.filter(pk=integration_id, platform=platform, enabled=True)
         .exclude(signing_secret="")
         .first()
     )
@@ -75,22 +77,15 @@ def webhook_question_parse(*, body: bytes, event_id: str | None) -> WebhookQuest
         response_url = ""
     if not isinstance(response_url, str):
         raise InvalidRequest('"response_url" must be a string (an http or https URL).')
-    if response_url and not _is_http_url(response_url):
-        raise InvalidRequest('"response_url" must be an http or https URL.')
-    if len(response_url) > MAX_RESPONSE_URL_CHARS:
-        raise InvalidRequest(f'"response_url" is longer than {MAX_RESPONSE_URL_CHARS} characters.')
-    if response_url and not response_url_allowed(response_url):
-        raise InvalidRequest(
-            '"response_url" is not on a host this server posts answers to '
-            "(WEBHOOK_RESPONSE_URL_HOSTS)."
-        )
+    if response_url:
+        response_url_check(response_url)
     event_id = event_id or ""
     if len(event_id) > MAX_EVENT_ID_CHARS or not (event_id.isascii() and event_id.isprintable()):
         raise InvalidRequest(
             f"X-Webhook-Id must be at most {MAX_EVENT_ID_CHARS} printable ASCII characters."
         )
     for name, value in (("user", user), ("text", text), ("response_url", response_url)):
-        if not _storable(value):
+        if not storable(value):
             raise InvalidRequest(f'"{name}" contains a NUL character or an unpaired surrogate.')
     return WebhookQuestion(user=user, text=text, response_url=response_url, event_id=event_id)
 
@@ -114,6 +109,20 @@ def webhook_question_create(
         return None
 
 
+def response_url_check(url: str) -> None:
+    """InvalidRequest unless answers may be posted to ``url``: an http(s) URL that fits
+    Question.response_url, on a host in WEBHOOK_RESPONSE_URL_HOSTS."""
+    if not _is_http_url(url):
+        raise InvalidRequest('"response_url" must be an http or https URL.')
+    if len(url) > MAX_RESPONSE_URL_CHARS:
+        raise InvalidRequest(f'"response_url" is longer than {MAX_RESPONSE_URL_CHARS} characters.')
+    if not response_url_allowed(url):
+        raise InvalidRequest(
+            '"response_url" is not on a host this server posts answers to '
+            "(WEBHOOK_RESPONSE_URL_HOSTS)."
+        )
+
+
 def response_url_allowed(url: str) -> bool:
     """Answers are posted only to the hosts the operator named: a signed sender must not be
     able to point this server at its own network (the model server, the database)."""
@@ -126,11 +135,13 @@ def request_digest(*, timestamp: str, signature: str) -> str:
 
 def respond(question, *, text: str) -> None:
     """Post the reply to the question's response_url (nothing when it had none: the answer
-    was returned in the HTTP response)."""
+    was returned in the HTTP response). Ephemeral: Mattermost then shows it to the asker
+    only (the answer is drawn from their own roles); other platforms ignore the field."""
     url = question.response_url
     if not url or not _is_http_url(url) or not response_url_allowed(url):
         return
-    response = httpx.post(url, json={"text": text}, timeout=TIMEOUT_SECONDS)
+    reply = {"response_type": "ephemeral", "text": text}
+    response = httpx.post(url, json=reply, timeout=TIMEOUT_SECONDS)
     response.raise_for_status()
 
 
@@ -147,7 +158,7 @@ def _is_http_url(url: str) -> bool:
     return parts.scheme in {"http", "https"} and bool(host)
 
 
-def _storable(value: str) -> bool:
+def storable(value: str) -> bool:
     """PostgreSQL refuses NUL in text, and UTF-8 cannot encode a lone surrogate (which
     JSON's \\ud800 escapes can produce)."""
     if "\x00" in value:

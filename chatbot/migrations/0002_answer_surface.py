@@ -18,6 +18,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='answeraudit',
             name='surface',
-            field=models.CharField(choices=[('web', 'web chat or API'), ('slack', 'Slack'), ('webhook', 'signed webhook')], default='web', max_length=16),
+            field=models.CharField(choices=[('web', 'web chat or API'), ('slack', 'Slack'), ('webhook', 'signed webhook'), ('mattermost', 'Mattermost')], default='web', max_length=16),
         ),
     ]

@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
             name='Workspace',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('platform', models.CharField(choices=[('slack', 'Slack'), ('webhook', 'Signed webhook')], max_length=16)),
+                ('platform', models.CharField(choices=[('slack', 'Slack'), ('webhook', 'Signed webhook'), ('mattermost', 'Mattermost')], max_length=16)),
                 ('external_id', models.CharField(max_length=64)),
                 ('name', models.CharField(blank=True, max_length=200)),
                 ('auto_link_by_email', models.BooleanField(default=False, help_text='Link a Slack user to the app user with the same verified email address (needs the users:read.email scope).')),

@@ -59,10 +59,14 @@ def answer_blocks(
     return blocks[:MAX_BLOCKS]
 
 
-def plain_text(*, text: str, citations: list[Citation]) -> str:
-    """The answer and its sources' titles as plain text (for platforms without mrkdwn)."""
+def plain_text(*, text: str, citations: list[Citation], source_url: str = "") -> str:
+    """The answer and its sources' titles as plain text (for platforms without mrkdwn),
+    then ``source_url`` (the conversation in the web app) on a line of its own, if given."""
     titles = "; ".join(f"[{c.index}] {c.title}" for c in citations if c.available)
-    return f"{text}\n\nSources: {titles}" if titles else text
+    if not titles:
+        return text
+    link = f"\n{source_url}" if source_url else ""
+    return f"{text}\n\nSources: {titles}{link}"
 
 
 def fallback_text(*, text: str, citations: list[Citation]) -> str:
