@@ -131,6 +131,15 @@ def can_manage_user(actor: Actor, target: User) -> bool:
     return actor.manages_users and not (target.is_staff or target.is_superuser)
 
 
+def manageable_users(actor: Actor):
+    """The users ``can_manage_user`` allows, as a queryset (for lists of what they own)."""
+    if actor.is_superuser:
+        return User.objects.all()
+    if not actor.manages_users:
+        return User.objects.none()
+    return User.objects.filter(is_staff=False, is_superuser=False)
+
+
 def can_set_password(actor: Actor, target: User) -> bool:
     return actor.is_superuser
 

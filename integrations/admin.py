@@ -350,15 +350,9 @@ class LinkedIdentityAdmin(NoAdminHistory, admin.ModelAdmin):
         return policy.can_manage_user(actor, obj.user)
 
     def get_queryset(self, request):
-        """Only identities of users the actor manages (policy.can_manage_user): all for a
-        superuser, non-staff users' for a user manager, none for anyone else."""
+        """Only identities of users the actor manages (policy.manageable_users)."""
         identities = super().get_queryset(request).select_related("workspace", "user")
-        actor = request_actor(request)
-        if actor.is_superuser:
-            return identities
-        if not actor.manages_users:
-            return identities.none()
-        return identities.filter(user__is_staff=False, user__is_superuser=False)
+        return identities.filter(user__in=policy.manageable_users(request_actor(request)))
 
     def get_actions(self, request):
         actions = super().get_actions(request)

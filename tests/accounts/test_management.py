@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts import policy, services
-from accounts.models import AccessLogEntry, ApiToken
+from accounts.models import AccessLogEntry, ApiToken, User
 from accounts.policy import actor_for, operator
 from accounts.selectors import user_scope
 from knowledge import services as knowledge_services
@@ -230,3 +230,18 @@ def test_only_a_superuser_raises_a_user_to_staff_or_superuser(change):
     pat.refresh_from_db()
     assert getattr(pat, next(iter(change)))
     assert AccessLogEntry.objects.get().action == "user.privileges_changed"
+
+
+def test_the_list_of_manageable_users_is_exactly_who_can_manage_user_allows():
+    manager = factories.grant(factories.user(is_staff=True), "manage_users")
+    actors = [
+        factories.superuser(),
+        manager,
+        factories.user(is_staff=True),  # staff without the grant
+        factories.user(),
+        factories.user(manages=[factories.role()]),  # a role manager
+    ]
+    for account in actors:
+        actor = policy.actor_for(user=account)
+        expected = {u.pk for u in User.objects.all() if policy.can_manage_user(actor, u)}
+        assert set(policy.manageable_users(actor).values_list("pk", flat=True)) == expected
