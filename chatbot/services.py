@@ -34,6 +34,7 @@ from chatbot.answering.compose import (
 from chatbot.citations import Citation
 from chatbot.models import AnswerAudit, Conversation, Feedback, Message, MessageCitation
 from chatbot.selectors import conversation_history_turns
+from config.metrics import observe_answer
 from inference.client import InferenceUnavailable
 from knowledge.retrieval import SearchHit, chunk_search
 from knowledge.selectors import (
@@ -135,7 +136,8 @@ def chat_reply_stream(
         if answer is None:
             audit.total_ms = elapsed_ms(started)
             audit.save()
-    yield _store_answer(
+            _observe(audit)
+    reply = _store_answer(
         user=user,
         scope=scope,
         question=question,
@@ -144,6 +146,8 @@ def chat_reply_stream(
         audit=audit,
         started=started,
     )
+    _observe(audit)
+    yield reply
 
 
 def chat_reply(
@@ -233,6 +237,17 @@ def _store_answer(
         fallback_used=answer.fallback_used,
         not_found=not_found,
         scoped_roles=scoped_roles,
+    )
+
+
+def _observe(audit: AnswerAudit) -> None:
+    """The stored attempt, counted for /metrics (its timings are the audit row's)."""
+    observe_answer(
+        surface=audit.surface,
+        outcome=audit.outcome,
+        total_ms=audit.total_ms,
+        first_token_ms=audit.first_token_ms,
+        completion_tokens=audit.completion_tokens,
     )
 
 

@@ -1,5 +1,6 @@
-"""GET /healthz: 200 when the database, the broker and the model server are all usable,
-else 503 naming what is down. Reads nothing a user could not know."""
+"""GET /healthz: 200 when the database, the broker, the model server and an ingestion worker
+(a fresh heartbeat, config.heartbeat) are all usable, else 503 naming what is down. Reads
+nothing a user could not know."""
 
 import socket
 from urllib.parse import urlparse
@@ -8,6 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 
+from config.heartbeat import heartbeat_fresh
 from inference.client import InferenceClient
 
 
@@ -34,6 +36,7 @@ def healthz(request):
         "database": _database_ok(),
         "broker": _tcp_ok(settings.REDIS_URL),
         "inference": InferenceClient(base_url=settings.INFERENCE_URL).is_ready(timeout=1.0),
+        "worker": heartbeat_fresh("ingest"),
     }
     body = {name: "ok" if ok else "down" for name, ok in checks.items()}
     down = [name for name, ok in checks.items() if not ok]

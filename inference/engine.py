@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from prometheus_client import Counter, Gauge, Histogram
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -29,6 +30,20 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 logger = logging.getLogger(__name__)
+
+# Served by the inference server's GET /metrics (one process: no multiprocess mode).
+BATCH_SIZE = Gauge("chatbot_inference_batch_size", "Requests in the batch decoding now (0: idle).")
+QUEUE_WAIT = Histogram(
+    "chatbot_inference_queue_wait_seconds",
+    "Time from a request's arrival to the start of the batch that decodes it.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+TOKENS_GENERATED = Counter(
+    "chatbot_inference_tokens_generated_total", "Completion tokens decoded, all requests."
+)
+TOKENS_PER_SECOND = Gauge(
+    "chatbot_inference_tokens_per_second", "Completion tokens per second of the last batch."
+)
 
 
 class GenerationError(RuntimeError):
@@ -66,6 +81,7 @@ class Job:
     finish_reason: str = "length"
     cancelled: threading.Event = field(default_factory=threading.Event)
     outbox: queue.Queue = field(default_factory=queue.Queue)
+    submitted_at: float = field(default_factory=time.monotonic)
 
     def push(self, token_id: int) -> None:
         if self.done:
@@ -74,6 +90,7 @@ class Job:
             self._finish("stop", self._decode())
             return
         self.token_ids.append(token_id)
+        TOKENS_GENERATED.inc()
         text = self._decode()
         cut = _earliest_stop(text, self.stop)
         if cut is not None:
@@ -263,7 +280,21 @@ class Engine:
                     break
             batch = [job for job in batch if not job.cancelled.is_set()]
             if batch:
-                self._generate(batch)
+                self._generate_observed(batch)
+
+    def _generate_observed(self, jobs: list[Job]) -> None:
+        started = time.monotonic()
+        for job in jobs:
+            QUEUE_WAIT.observe(started - job.submitted_at)
+        BATCH_SIZE.set(len(jobs))
+        try:
+            self._generate(jobs)
+        finally:
+            BATCH_SIZE.set(0)
+            elapsed = time.monotonic() - started
+            tokens = sum(len(job.token_ids) for job in jobs)
+            if elapsed > 0:
+                TOKENS_PER_SECOND.set(tokens / elapsed)
 
     def _left_padded(self, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
         width = max(len(ids) for ids in prompts)

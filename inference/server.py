@@ -3,7 +3,8 @@
     python -m inference.server [--host 127.0.0.1] [--port 8001] [--model-dir DIR]
 
 Endpoints: POST /v1/completions, POST /v1/chat/completions (both with ``stream`` as
-server-sent events and ``usage`` token counts), GET /v1/models, GET /health.
+server-sent events and ``usage`` token counts), GET /v1/models, GET /health, GET /metrics
+(Prometheus; unauthenticated like the rest of this API: bind it to an internal address).
 The port is bound at once; /health and /v1/models answer 503 until the model is prepared,
 loaded and warmed up with one generation, then 200.
 
@@ -27,9 +28,15 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One process with its own /metrics: the web processes' multiprocess directory (inherited
+# under `make run`) would otherwise collect this server's series into theirs as well.
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+os.environ.pop("prometheus_multiproc_dir", None)
 
 import anyio
 import uvicorn
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -50,6 +57,14 @@ logger = logging.getLogger("inference.server")
 WARMUP_PROMPT = (
     "The maintenance manual lists the torque values for every fastener on the landing gear. " * 24
     + "\nQuestion: What does the manual list?\nAnswer:"
+)
+
+
+REQUESTS = Counter(
+    "chatbot_inference_requests_total",
+    "Generation requests by endpoint and status (a stream's: 200 finished, 500 failed, "
+    "499 the client left first).",
+    ["endpoint", "status"],
 )
 
 
@@ -104,12 +119,17 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     async def chat_completions(request: Request) -> Response:
         return await _handle(request, state, chat=True)
 
+    async def metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(REGISTRY), media_type=content_type)
+
     return Starlette(
         routes=[
             Route("/health", health),
             Route("/v1/models", models),
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/metrics", metrics),
         ],
         lifespan=lifespan,
     )
@@ -149,7 +169,9 @@ def _warm_up(engine: Any) -> None:
 
 
 async def _handle(request: Request, state: State, *, chat: bool) -> Response:
+    endpoint = "chat_completions" if chat else "completions"
     if state.status != "ready":
+        REQUESTS.labels(endpoint, "503").inc()
         return _error(503, f"the model is not ready ({state.status})", "unavailable")
     try:
         body = await request.json()
@@ -166,16 +188,17 @@ async def _handle(request: Request, state: State, *, chat: bool) -> Response:
         except PromptTooLong as exc:
             raise BadRequest(str(exc)) from exc
     except ValueError as exc:  # BadRequest, JSONDecodeError, template errors
+        REQUESTS.labels(endpoint, "400").inc()
         return _error(400, str(exc), "invalid_request_error")
     response_id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
     protocol = Protocol(id=response_id, model=state.model_name, chat=chat)
     if params["stream"]:
         return StreamingResponse(
-            _stream(job, protocol, include_usage=params["include_usage"]),
+            _stream(job, protocol, include_usage=params["include_usage"], endpoint=endpoint),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
-    return await _complete(job, protocol)
+    return await _complete(job, protocol, endpoint=endpoint)
 
 
 async def _next_event(job: Any) -> Any:
@@ -186,10 +209,11 @@ async def _next_event(job: Any) -> Any:
             return event
 
 
-async def _stream(job: Any, protocol: Protocol, *, include_usage: bool):
+async def _stream(job: Any, protocol: Protocol, *, include_usage: bool, endpoint: str):
     from inference.engine import Delta, GenerationError
 
     sse = server_sent_event
+    status = "499"
     try:
         if protocol.chat:
             first = protocol.chunk(text=None, finish_reason=None)
@@ -199,6 +223,7 @@ async def _stream(job: Any, protocol: Protocol, *, include_usage: bool):
             try:
                 event = await _next_event(job)
             except GenerationError as exc:
+                status = "500"
                 yield sse({"error": {"message": str(exc), "type": "server_error"}})
                 break
             if isinstance(event, Delta):
@@ -209,29 +234,35 @@ async def _stream(job: Any, protocol: Protocol, *, include_usage: bool):
             )
             if include_usage:
                 yield sse(protocol.usage_chunk(usage(event)))
+            status = "200"
             break
         yield sse("[DONE]")
     finally:
+        REQUESTS.labels(endpoint, status).inc()
         job.cancelled.set()  # a client that hung up stops costing decode steps
 
 
-async def _complete(job: Any, protocol: Protocol) -> Response:
+async def _complete(job: Any, protocol: Protocol, *, endpoint: str) -> Response:
     from inference.engine import Delta, GenerationError
 
     parts = []
+    status = "499"
     try:
         while True:
             try:
                 event = await _next_event(job)
             except GenerationError as exc:
+                status = "500"
                 return _error(500, str(exc), "server_error")
             if isinstance(event, Delta):
                 parts.append(event.text)
                 continue
+            status = "200"
             return JSONResponse(
                 protocol.full(text="".join(parts), finish_reason=event.reason, usage=usage(event))
             )
     finally:
+        REQUESTS.labels(endpoint, status).inc()
         job.cancelled.set()
 
 

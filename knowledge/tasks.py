@@ -7,6 +7,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from config.metrics import ingest_failure_record
 from knowledge import index
 from knowledge.ingestion.pipeline import document_ingest
 
@@ -38,12 +39,14 @@ def ingest_document(document_id: int) -> str:
             document_id=document_id,
             reason="Ingestion took longer than the time limit; split the file and upload again.",
         )
+        ingest_failure_record("time_limit")
         raise
     except Exception as exc:
         # A bug or a pathological file: record it on the document instead of retrying forever.
         index.document_mark_failed(
             document_id=document_id, reason=f"Ingestion failed unexpectedly ({type(exc).__name__})."
         )
+        ingest_failure_record("unexpected")
         raise
 
 

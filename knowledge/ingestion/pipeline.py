@@ -8,10 +8,11 @@ import logging
 from django.conf import settings
 from django.db import transaction
 
+from config.metrics import ingest_failure_record
 from knowledge import embeddings, index
 from knowledge.ingestion.chunking import chunk_sections
 from knowledge.ingestion.parsers import ParseError, UnsupportedType
-from knowledge.ingestion.sandbox import parse_document_in_child
+from knowledge.ingestion.sandbox import ParseBoundExceeded, parse_document_in_child
 from knowledge.models import Document
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def document_ingest(*, document_id: int) -> str:
             data = handle.read()
     except FileNotFoundError:
         index.document_mark_failed(document_id=document_id, reason="The stored file is missing.")
+        ingest_failure_record("missing_file")
         return "failed"
     if hashlib.sha256(data).hexdigest() != content_hash:
         return "superseded"  # the file was replaced meanwhile; that upload enqueued its own run
@@ -60,6 +62,7 @@ def document_ingest(*, document_id: int) -> str:
         )
     except (ParseError, UnsupportedType) as exc:
         index.document_mark_failed(document_id=document_id, reason=str(exc))
+        ingest_failure_record(_failure_reason(exc))
         return "failed"
 
     drafts = chunk_sections(parsed.sections, count_tokens=embeddings.count_tokens)
@@ -80,6 +83,12 @@ def document_ingest(*, document_id: int) -> str:
             document_id=document_id, drafts=drafts, vectors=vectors, content_hash=content_hash
         )
     return "indexed"
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, UnsupportedType):
+        return "unsupported_type"
+    return "parse_limit" if isinstance(exc, ParseBoundExceeded) else "parse_error"
 
 
 def _document_claim_for_ingest(*, document_id: int) -> str | None:
@@ -115,6 +124,7 @@ def _document_claim_for_ingest(*, document_id: int) -> str | None:
                         "died). Re-ingest the document to try again."
                     ),
                 )
+                ingest_failure_record("gave_up")
             return "gave up"
         Document.objects.filter(pk=document_id).update(ingest_attempts=attempts)
         index.document_mark_processing(document_id=document_id)
