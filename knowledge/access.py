@@ -15,6 +15,7 @@ from django.http import Http404
 
 from accounts.policy import Actor
 from accounts.selectors import Scope
+from knowledge import row_security
 from knowledge.models import Document, DocumentRole
 from knowledge.retrieval.hits import HIT_COLUMNS, SearchHit, hit_from_row
 
@@ -80,7 +81,7 @@ def access_chunk(*, scope: Scope, chunk_id: int) -> SearchHit:
     """One passage if it overlaps the scope's roles, else Http404 (never 403)."""
     if not scope.role_ids:
         raise Http404("No passage with this id.")
-    with connection.cursor() as cursor:
+    with row_security.scoped(scope.role_ids), connection.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT {HIT_COLUMNS} FROM knowledge_chunk c
@@ -100,7 +101,7 @@ def visible_chunk_ids(*, scope: Scope, chunk_ids: Iterable[int]) -> set[int]:
     ids = list(set(chunk_ids))
     if not scope.role_ids or not ids:
         return set()
-    with connection.cursor() as cursor:
+    with row_security.scoped(scope.role_ids), connection.cursor() as cursor:
         cursor.execute(
             "SELECT id FROM knowledge_chunk WHERE id = ANY(%s) AND allowed_roles && %s::int[]",
             [ids, list(scope.role_ids)],

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django import forms
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Page
 from django.db.models import Count, Prefetch, Q
 from django.template.response import TemplateResponse
 
@@ -22,7 +22,7 @@ from accounts.selectors import Scope
 from knowledge import services
 from knowledge.models import Document
 from knowledge.retrieval import SearchHit, SearchPlan
-from knowledge.selectors import document_chunks_for_management
+from knowledge.selectors import document_chunk_page_for_management
 
 CHUNKS_PER_PAGE = 50
 USERNAME_SUGGESTIONS = 500
@@ -91,8 +91,9 @@ def document_audience(document: Document) -> DocumentAudience:
 
 def document_chunk_page(document: Document, *, page_number) -> Page:
     """One page of the document's passages in order, for its management view only."""
-    passages = document_chunks_for_management(document_id=document.pk)
-    return Paginator(passages, CHUNKS_PER_PAGE).get_page(page_number)
+    return document_chunk_page_for_management(
+        document_id=document.pk, per_page=CHUNKS_PER_PAGE, page_number=page_number
+    )
 
 
 # View as user

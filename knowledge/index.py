@@ -16,7 +16,7 @@ import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
-from knowledge import embeddings
+from knowledge import embeddings, row_security
 from knowledge.ingestion.chunking import ChunkDraft
 from knowledge.models import Document, DocumentRole
 from knowledge.retrieval.statistics import forget_role_counts
@@ -32,6 +32,18 @@ def chunk_content_hash(draft: ChunkDraft) -> str:
     return hashlib.sha256(draft.embedding_input.encode()).hexdigest()
 
 
+_CHUNK_COLUMNS = (
+    "document_id, position, text, heading, page, token_count, content_hash, embedding,"
+    " allowed_roles"
+)
+_CREATE_LOAD_TABLE = """
+    CREATE TEMPORARY TABLE chunk_load (
+        document_id bigint, position integer, text text, heading varchar(500), page integer,
+        token_count integer, content_hash varchar(64), embedding vector, allowed_roles int[]
+    ) ON COMMIT DROP
+"""
+
+
 def document_replace_chunks(
     *, document_id: int, drafts: Sequence[ChunkDraft], vectors: np.ndarray, content_hash: str
 ) -> int:
@@ -43,16 +55,16 @@ def document_replace_chunks(
     """
     if len(drafts) != len(vectors):
         raise ValueError("one vector per chunk is required")
-    with transaction.atomic():
+    with row_security.maintenance():
         if not Document.objects.select_for_update().filter(pk=document_id).exists():
             return 0
-        roles_literal = "{" + ",".join(str(r) for r in _document_role_ids(document_id)) + "}"
+        roles_literal = row_security.roles_literal(_document_role_ids(document_id))
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM knowledge_chunk WHERE document_id = %s", [document_id])
-            with cursor.copy(
-                "COPY knowledge_chunk (document_id, position, text, heading, page, token_count,"
-                " content_hash, embedding, allowed_roles) FROM STDIN"
-            ) as copy:
+            # PostgreSQL refuses COPY into a table with row-level security: the rows are
+            # copied into a temporary table and inserted from there in one statement.
+            cursor.execute(_CREATE_LOAD_TABLE)
+            with cursor.copy(f"COPY chunk_load ({_CHUNK_COLUMNS}) FROM STDIN") as copy:
                 for draft, vector in zip(drafts, vectors, strict=True):
                     copy.write_row(
                         (
@@ -67,6 +79,11 @@ def document_replace_chunks(
                             roles_literal,
                         )
                     )
+            cursor.execute(
+                f"INSERT INTO knowledge_chunk ({_CHUNK_COLUMNS})"
+                f" SELECT {_CHUNK_COLUMNS} FROM chunk_load"
+            )
+            cursor.execute("DROP TABLE chunk_load")
         document_mark_ready(
             document_id=document_id, chunk_count=len(drafts), content_hash=content_hash
         )
@@ -88,7 +105,7 @@ def document_copy_chunks_of_identical_content(*, document_id: int, content_hash:
 
     Returns the id of the document copied from, or 0 when there is none (nothing changed).
     """
-    with transaction.atomic():
+    with row_security.maintenance():
         current = Document.objects.select_for_update().filter(pk=document_id).first()
         if current is None or current.content_hash != content_hash:
             return 0
@@ -122,7 +139,7 @@ def document_copy_chunks_of_identical_content(*, document_id: int, content_hash:
 
 def document_chunks_set_roles(*, document_id: int, role_ids: Sequence[int]) -> None:
     """Re-scope the document's chunks in one UPDATE; effective when the caller commits."""
-    with connection.cursor() as cursor:
+    with row_security.maintenance(), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE knowledge_chunk SET allowed_roles = %s::int[] WHERE document_id = %s",
             [sorted(set(role_ids)), document_id],
@@ -135,7 +152,7 @@ def documents_refresh_allowed_roles(*, document_ids: Iterable[int]) -> None:
     ids = list(document_ids)
     if not ids:
         return
-    with connection.cursor() as cursor:
+    with row_security.maintenance(), connection.cursor() as cursor:
         cursor.execute(
             """
             UPDATE knowledge_chunk c SET allowed_roles = COALESCE(
@@ -148,8 +165,10 @@ def documents_refresh_allowed_roles(*, document_ids: Iterable[int]) -> None:
     transaction.on_commit(forget_role_counts)
 
 
-def document_chunks_deleted(*, document_id: int) -> None:
-    """Call in the transaction that deletes a document (its chunks go by cascade)."""
+def document_delete(*, document: Document) -> None:
+    """Delete the document and, by cascade, its chunks (in the caller's transaction)."""
+    with row_security.maintenance():
+        document.delete()
     transaction.on_commit(forget_role_counts)
 
 

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.core.paginator import Page, Paginator
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
+from knowledge import row_security
 from knowledge.models import Chunk, Document, DocumentRole
 
 
 def chunk_content_hashes_unchecked(*, chunk_ids: Iterable[int]) -> dict[int, str]:
     """Content hashes for the audit trail only; never returned to a user. The ids come
     from a search already scoped to the user."""
-    return dict(Chunk.objects.filter(pk__in=list(chunk_ids)).values_list("id", "content_hash"))
+    with row_security.maintenance():
+        chunks = Chunk.objects.filter(pk__in=list(chunk_ids))
+        return dict(chunks.values_list("id", "content_hash"))
 
 
 def existing_chunk_ids(*, chunk_ids: Iterable[int]) -> set[int]:
     """The ids that still exist (re-ingestion replaces chunks under new ids)."""
-    return set(Chunk.objects.filter(pk__in=list(chunk_ids)).values_list("id", flat=True))
+    with row_security.maintenance():
+        return set(Chunk.objects.filter(pk__in=list(chunk_ids)).values_list("id", flat=True))
 
 
 def existing_document_ids(*, document_ids: Iterable[int]) -> set[int]:
@@ -46,15 +51,20 @@ def documents_unreachable() -> QuerySet[Document]:
     return Document.objects.exclude(Exists(reachable))
 
 
-def document_chunks_for_management(*, document_id: int) -> QuerySet[Chunk]:
-    """The document's passages in order, for its management view: call only with a
-    document from knowledge.access.access_document_for_management (the console's change
-    page, whose queryset is document_list_for_management)."""
-    return (
+def document_chunk_page_for_management(*, document_id: int, per_page: int, page_number) -> Page:
+    """One page of the document's passages in order, for its management view: call only
+    with a document from knowledge.access.access_document_for_management (the console's
+    change page, whose queryset is document_list_for_management). The page is read here,
+    under row_security.maintenance(), not later by the template."""
+    passages = (
         Chunk.objects.filter(document_id=document_id)
         .order_by("position")
         .only("id", "position", "heading", "page", "token_count", "text")
     )
+    with row_security.maintenance():
+        page = Paginator(passages, per_page).get_page(page_number)
+        page.object_list = list(page.object_list)
+    return page
 
 
 def document_titles_unchecked(*, document_ids: Iterable[int]) -> dict[int, str]:

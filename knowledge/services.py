@@ -299,8 +299,7 @@ def document_delete(*, actor: Actor, document: Document) -> None:
             target_label=before["title"],
             before=before,
         )
-        document.delete()
-        index.document_chunks_deleted(document_id=document_id)
+        index.document_delete(document=document)
         if name:
             transaction.on_commit(lambda: storage.delete(name))
 

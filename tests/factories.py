@@ -59,3 +59,15 @@ def api_client(account: User | None = None) -> APIClient:
         _, key = token_issue(user=account, name="tests")
         client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
+
+
+def stored_chunks(**filters) -> list:
+    """The chunk rows the database holds (ordered by document and position), read past
+    row-level security: tests inspect what is stored, which no user-facing read may do.
+    Reading knowledge.models.Chunk directly would see no row at all (the policy fails
+    closed), so a test asserting that chunks are gone would pass for the wrong reason."""
+    from knowledge import row_security
+    from knowledge.models import Chunk
+
+    with row_security.maintenance():
+        return list(Chunk.objects.filter(**filters).select_related("document"))

@@ -13,7 +13,14 @@ import httpx
 
 from config.embedded import free_port
 
-__all__ = ["free_port", "http_answers", "session_database_url", "stop_process", "wait_until"]
+__all__ = [
+    "admin_database_url",
+    "free_port",
+    "http_answers",
+    "session_database_url",
+    "stop_process",
+    "wait_until",
+]
 
 
 def session_database_url() -> str:
@@ -23,6 +30,19 @@ def session_database_url() -> str:
 
     url = urlsplit(os.environ["DATABASE_URL"])
     return urlunsplit(url._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+def admin_database_url() -> str:
+    """The cluster superuser's URL on the test database (tests/embedded_services.py): for
+    the few checks that must look past row-level security, such as its control case."""
+    url = urlsplit(os.environ["DATABASE_ADMIN_URL"])
+    return urlunsplit(url._replace(path="/" + connection_name()))
+
+
+def connection_name() -> str:
+    from django.db import connection
+
+    return connection.settings_dict["NAME"]
 
 
 def http_answers(url: str, *, status: int | None = 200) -> Callable[[], bool]:

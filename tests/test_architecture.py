@@ -32,6 +32,7 @@ CHUNK_READERS = (
     "knowledge/access.py",
     "knowledge/index.py",
     "knowledge/models.py",
+    "knowledge/row_security.py",
     "knowledge/selectors.py",
     "knowledge/retrieval/",
 )

@@ -28,7 +28,6 @@ from django.test import Client
 from django.urls import reverse
 
 from inference.client import InferenceClient
-from knowledge.models import Chunk
 from tests import factories
 from tests.chatbot.conftest import stored_answer
 
@@ -355,7 +354,7 @@ def world():
     )
     ids = {
         "secret_document": secret.pk,
-        "secret_chunk": Chunk.objects.filter(document=secret).values_list("pk", flat=True)[0],
+        "secret_chunk": factories.stored_chunks(document=secret)[0].pk,
         "secret_role": board.pk,
         "foreign_user": member.pk,
         "foreign_username": member.username,

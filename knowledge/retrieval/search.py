@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from accounts.selectors import Scope
-from knowledge import embeddings
+from config.metrics import observe_retrieval
+from knowledge import embeddings, row_security
 from knowledge.retrieval import sql
 from knowledge.retrieval.hits import ALLOWED_ROLES_COLUMN, SearchHit, hit_from_row
 from knowledge.retrieval.planner import NO_PLAN, SearchPlan, choose_plan, exact_fallback
@@ -34,9 +36,10 @@ def chunk_search_with_plan(
     if not role_ids or not query:
         return [], NO_PLAN
     vector = embeddings.to_pgvector(embeddings.embed_query(query))
+    started = time.perf_counter()
     n = max(2 * k, 20)
     plan = choose_plan(role_ids=role_ids, k=n)
-    with transaction.atomic(), connection.cursor() as cursor:
+    with row_security.scoped(role_ids), connection.cursor() as cursor:
         if plan.name == "hnsw":
             sql.set_hnsw_options(
                 cursor, ef_search=plan.ef_search, iterative_scan=pgvector_version() >= (0, 8)
@@ -53,6 +56,7 @@ def chunk_search_with_plan(
         distances = {row[0]: row[-1] for row in vector_rows}
         missing = [h.chunk_id for h in hits if h.chunk_id not in distances]
         distances |= sql.cosine_distances(cursor, vector=vector, chunk_ids=missing)
+    observe_retrieval(plan.name, time.perf_counter() - started)
     _assert_in_scope((*vector_rows, *text_rows), role_ids=role_ids)
     hits = [replace(h, similarity=round(1 - distances[h.chunk_id], 4)) for h in hits]
     return hits, plan

@@ -8,7 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from accounts.models import AccessLogEntry, User
-from knowledge.models import Chunk, Document
+from knowledge.models import Document
+from tests import factories
 from tests.accounts.matrix_world import ACTORS, LEGAL_BYTES, NEW_PASSWORD, roles_of
 from tests.accounts.test_permission_matrix import MATRIX
 
@@ -119,9 +120,10 @@ ACTIONS = {
             _document_form(w.finance_doc, roles=[w.roles["finance"].pk, w.roles["board"].pk]),
         ),
         lambda w: roles_of(w.finance_doc) == ["board", "finance"]
-        and Chunk.objects.filter(
+        and factories.stored_chunks(
             document=w.finance_doc, allowed_roles__contains=[w.roles["board"].pk]
-        ).exists(),
+        )
+        != [],
     ),
     "re-scope into an unmanaged role": (
         lambda c, w: c.post(

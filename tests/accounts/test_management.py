@@ -11,7 +11,7 @@ from accounts.models import AccessLogEntry, ApiToken, User
 from accounts.policy import actor_for, operator
 from accounts.selectors import user_scope
 from knowledge import services as knowledge_services
-from knowledge.models import Chunk, Document
+from knowledge.models import Document
 from knowledge.retrieval import chunk_search
 from knowledge.selectors import documents_unreachable
 from tests import factories
@@ -141,7 +141,7 @@ def test_deleting_a_documents_only_role_is_refused_with_the_documents_named(admi
     assert list(Document.objects.get(pk=only.pk).roles.values_list("name", flat=True)) == [
         "archive"
     ]
-    scoped = list(Chunk.objects.filter(document=only).values_list("allowed_roles", flat=True))
+    scoped = [c.allowed_roles for c in factories.stored_chunks(document=only)]
     assert scoped and all(roles == [archive.pk] for roles in scoped)
     assert [h.document_id for h in chunk_search(scope=user_scope(user=reader), query="fuel")] == [
         only.pk

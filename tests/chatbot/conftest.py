@@ -4,7 +4,6 @@ import warnings
 import pytest
 
 from chatbot.models import Conversation, Message, MessageCitation
-from knowledge.models import Chunk
 from tests import factories
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"
@@ -58,7 +57,7 @@ def parse_events(response) -> list[tuple[str, dict]]:
 
 def stored_answer(*, owner, document, text="The answer [1].", question="The question?"):
     """A conversation with one cited answer, stored as the chat service stores them."""
-    chunk = Chunk.objects.filter(document=document).order_by("position").first()
+    chunk = factories.stored_chunks(document=document)[0]
     conversation = Conversation.objects.create(owner=owner, title=question)
     Message.objects.create(conversation=conversation, role="user", text=question)
     answer = Message.objects.create(

@@ -4,7 +4,6 @@ import pytest
 
 from accounts.selectors import user_scope
 from chatbot.models import AnswerAudit, Message
-from knowledge.models import Chunk
 from knowledge.retrieval import chunk_search
 from tests import factories
 from tests.chatbot.conftest import parse_events
@@ -19,7 +18,7 @@ def assert_valid_citations(citations, user):
     """Each citation names a passage the user may open, with its true document and title."""
     assert citations, "an answer from the sources cites them"
     for citation in citations:
-        chunk = Chunk.objects.select_related("document").get(pk=citation["chunk_id"])
+        (chunk,) = factories.stored_chunks(pk=citation["chunk_id"])
         assert citation["document_id"] == chunk.document_id
         assert citation["title"] == chunk.document.title
         assert citation["snippet"] and citation["snippet"].rstrip("…") in chunk.text
@@ -50,7 +49,7 @@ def test_a_json_answer_is_cited_stored_and_audited_with_the_exact_chunks(answeri
     expected = chunk_search(scope=user_scope(user=traveller), query=QUESTION, k=5)
     assert [r["chunk_id"] for r in audit.retrieved] == [h.chunk_id for h in expected]
     assert [r["score"] for r in audit.retrieved] == [h.score for h in expected]
-    hashes = dict(Chunk.objects.values_list("id", "content_hash"))
+    hashes = {c.pk: c.content_hash for c in factories.stored_chunks()}
     assert all(r["content_hash"] == hashes[r["chunk_id"]] for r in audit.retrieved)
     assert set(audit.shown_chunk_ids) <= {h.chunk_id for h in expected}
     assert {c["chunk_id"] for c in body["citations"]} <= set(audit.shown_chunk_ids)

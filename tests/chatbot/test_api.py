@@ -10,7 +10,6 @@ from chatbot.failures import MODEL_UNAVAILABLE
 from chatbot.models import AnswerAudit, Conversation, Feedback, Message
 from chatbot.selectors import REDACTED_ANSWER, conversation_history_turns
 from knowledge import services as knowledge_services
-from knowledge.models import Chunk
 from tests import factories
 from tests.chatbot.conftest import parse_events, stored_answer
 
@@ -87,7 +86,7 @@ def test_model_unavailable_is_503_or_an_error_event_and_is_audited(model_down, t
     streamed = parse_events(client.post("/api/v1/chat/", {**question, "stream": True}))
     assert streamed == [("error", {"detail": MODEL_UNAVAILABLE, "code": "model_unavailable"})]
     audits = list(AnswerAudit.objects.order_by("id"))
-    chunk_ids = list(Chunk.objects.filter(document=travel_policy).values_list("id", flat=True))
+    chunk_ids = [c.pk for c in factories.stored_chunks(document=travel_policy)]
     assert [a.outcome for a in audits] == ["unavailable", "unavailable"]
     assert [r["chunk_id"] for r in audits[0].retrieved] == chunk_ids
     assert audits[0].message is None and "not reachable" in audits[0].error

@@ -17,7 +17,6 @@ from chatbot.answering.grounding import cited_indices
 from chatbot.models import AnswerAudit, Message
 from chatbot.selectors import REDACTED_ANSWER
 from inference.client import InferenceClient
-from knowledge.models import Chunk
 from tests import factories
 from tests.chatbot.conftest import CLOSED_PORT_URL, stored_answer
 
@@ -62,7 +61,8 @@ def _source_ids(prompt: str) -> list[str]:
 
 
 def _only_chunk(document) -> int:
-    return Chunk.objects.get(document=document).pk
+    (chunk,) = factories.stored_chunks(document=document)
+    return chunk.pk
 
 
 @pytest.mark.model

@@ -7,7 +7,6 @@ import pytest
 from django.core.management import call_command
 
 from chatbot.models import AnswerAudit
-from knowledge.models import Chunk
 from tests import factories
 from tests.chatbot.conftest import parse_events
 
@@ -64,7 +63,7 @@ def test_an_outsider_never_sees_the_canary_anywhere(answering):
         assert CANARY not in text, surface
         assert SECRET_TITLE not in text, surface
         assert "9,999" not in text and "9999" not in text, surface
-    secret_chunks = set(Chunk.objects.filter(document=secret).values_list("id", flat=True))
+    secret_chunks = {c.pk for c in factories.stored_chunks(document=secret)}
     for audit in AnswerAudit.objects.all():
         assert not secret_chunks & {r["chunk_id"] for r in audit.retrieved}
         assert not secret_chunks & set(audit.shown_chunk_ids)

@@ -23,7 +23,6 @@ from chatbot.models import AnswerAudit
 from integrations import services
 from integrations.models import LinkedIdentity, LinkToken, Question, Workspace
 from integrations.webhook_views import ALREADY_RECEIVED, WORKING_ON_IT
-from knowledge.models import Chunk
 from knowledge.retrieval import chunk_search
 from tests import factories
 from tests.integrations import platform_world
@@ -357,7 +356,7 @@ def test_a_user_without_the_role_never_gets_the_canary(
     assert posted != "[]"
     assert CANARY not in posted and SECRET_TITLE not in posted
     assert "9,999" not in posted and "9999" not in posted
-    secret_chunks = set(Chunk.objects.filter(document=secret).values_list("id", flat=True))
+    secret_chunks = {c.pk for c in factories.stored_chunks(document=secret)}
     # The question does pull the secret for someone allowed to see it.
     insider = factories.user(roles=[factories.role("board")])
     hits = chunk_search(scope=user_scope(user=insider), query=PULL, k=5)

@@ -24,7 +24,6 @@ from integrations import services, verification
 from integrations.models import LinkedIdentity, LinkToken, Question, Workspace
 from integrations.verification import webhook_signature
 from integrations.webhook_views import ALREADY_RECEIVED, WORKING_ON_IT
-from knowledge.models import Chunk
 from knowledge.retrieval import chunk_search
 from tests import factories
 from tests.integrations import platform_world
@@ -184,7 +183,7 @@ def test_a_user_without_the_role_never_gets_the_canary(client, integration, answ
         assert CANARY not in text, surface
         assert SECRET_TITLE not in text, surface
         assert "9,999" not in text and "9999" not in text, surface
-    secret_chunks = set(Chunk.objects.filter(document=secret).values_list("id", flat=True))
+    secret_chunks = {c.pk for c in factories.stored_chunks(document=secret)}
     # The question does pull the secret for someone allowed to see it.
     insider = factories.user(roles=[factories.role("board")])
     hits = chunk_search(scope=user_scope(user=insider), query=PULL, k=5)

@@ -67,10 +67,10 @@ def test_unknown_api_path_is_json_404():
 def test_chunk_detail_is_scoped(setup):
     finance, _, report, memo = setup
     client = factories.api_client(factories.user(roles=[finance]))
-    own = report.chunks.first()
+    own = factories.stored_chunks(document=report)[0]
     body = client.get(f"/api/v1/chunks/{own.pk}/").json()
     assert body["text"] == own.text and body["title"] == "Q3 report"
-    other = memo.chunks.first()
+    other = factories.stored_chunks(document=memo)[0]
     hidden = client.get(f"/api/v1/chunks/{other.pk}/")
     assert hidden.status_code == 404 and "Case" not in hidden.content.decode()
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from accounts.models import AccessLogEntry
 from accounts.selectors import user_scope
 from knowledge import services
-from knowledge.models import Chunk, Document
+from knowledge.models import Document
 from knowledge.retrieval import chunk_search
 from tests import factories
 
@@ -261,7 +261,7 @@ def test_changing_roles_rescopes_the_chunks_at_once_and_logs_once(finance, hr):
     )
 
     assert response.status_code == 302
-    allowed = Chunk.objects.filter(document=document).values_list("allowed_roles", flat=True)
+    allowed = [c.allowed_roles for c in factories.stored_chunks(document=document)]
     assert allowed and {tuple(a) for a in allowed} == {(hr.pk,)}
     entries = AccessLogEntry.objects.filter(target_type="document", target_id=document.pk)
     assert [(e.action, e.before, e.after) for e in entries] == [

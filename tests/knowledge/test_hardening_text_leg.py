@@ -2,6 +2,7 @@
 over the whole corpus (such as a stop list of "common" terms) may decide their ranking."""
 
 import numpy as np
+import psycopg
 import pytest
 from django.core.cache import cache
 from django.db import connection
@@ -11,8 +12,10 @@ from knowledge import embeddings, index, services
 from knowledge.ingestion.chunking import ChunkDraft
 from knowledge.retrieval import chunk_search
 from tests import factories
+from tests.processes import admin_database_url
 
-pytestmark = pytest.mark.django_db
+# Committed, so that the superuser's view of the statistics includes these rows.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 TERM = "zephyr"
 HIDDEN_CHUNKS = 600  # well past any "1% of the chunks and 500 of them" cut-off
@@ -38,13 +41,14 @@ def _refresh_statistics() -> None:
 
 
 def _common_elements() -> list[str]:
-    with connection.cursor() as cursor:
-        cursor.execute(
+    """The statistics as the superuser sees them: pg_stats hides a table's statistics from
+    a role that row-level security binds on it, as the application's role is."""
+    with psycopg.connect(admin_database_url()) as admin:
+        row = admin.execute(
             "SELECT most_common_elems::text::text[] FROM pg_stats"
             " WHERE tablename = 'knowledge_chunk' AND attname = 'search_vector'"
             " AND schemaname = current_schema()"
-        )
-        row = cursor.fetchone()
+        ).fetchone()
     return list(row[0] or []) if row else []
 
 

@@ -14,7 +14,7 @@ from django.test import override_settings
 from accounts.policy import operator
 from accounts.selectors import user_scope
 from knowledge import services
-from knowledge.models import Chunk, Document
+from knowledge.models import Document
 from knowledge.retrieval import chunk_search
 from knowledge.tasks import ingest_document, requeue_stuck_documents
 from tests import factories
@@ -96,7 +96,7 @@ def test_each_type_becomes_ready_and_searchable_only_by_its_roles(
 def test_text_is_decoded_from_cp1252(celery_worker, wait_for_document, staff, roles):
     response = upload(factories.api_client(staff), "legacy.txt", SAMPLES["legacy.txt"]())
     wait_for_document(response.json()["id"], "ready")
-    texts = " ".join(Chunk.objects.values_list("text", flat=True))
+    texts = " ".join(c.text for c in factories.stored_chunks())
     assert "Caf\u00e9 cr\u00e8me" in texts
 
 
@@ -125,7 +125,7 @@ def test_bad_files_fail_with_a_reason_and_lose_nothing(
     document = wait_for_document(response.json()["id"], "ready", "failed")
     assert document.status == "failed"
     assert reason.lower() in document.error.lower()
-    assert document.chunk_count == 0 and not Chunk.objects.filter(document=document).exists()
+    assert document.chunk_count == 0 and not factories.stored_chunks(document=document)
     hits = _hits(factories.user(roles=[finance]), "Falcon reserve")
     assert [h.document_id for h in hits] == [keeper.pk]
 
@@ -201,7 +201,7 @@ def test_duplicate_and_concurrent_tasks_leave_one_set_of_chunks(
     from knowledge.ingestion.pipeline import document_ingest
 
     assert document_ingest(document_id=doc_id) == "already indexed"
-    positions = list(Chunk.objects.filter(document_id=doc_id).values_list("position", flat=True))
+    positions = [c.position for c in factories.stored_chunks(document_id=doc_id)]
     document.refresh_from_db()
     assert len(positions) == document.chunk_count > 1
     assert sorted(positions) == list(range(document.chunk_count))
@@ -214,7 +214,7 @@ def test_rescoping_changes_results_at_once_without_reembedding(
     client = factories.api_client(staff)
     doc_id = upload(client, "falcon.md", SAMPLES["notes.md"]()).json()["id"]
     wait_for_document(doc_id, "ready")
-    before = list(Chunk.objects.filter(document_id=doc_id).values_list("id", "embedding"))
+    before = [(c.pk, c.embedding) for c in factories.stored_chunks(document_id=doc_id)]
     finance_user, legal_user = factories.user(roles=[finance]), factories.user(roles=[legal])
     assert _hits(finance_user, "Falcon") and not _hits(legal_user, "Falcon")
 
@@ -222,7 +222,7 @@ def test_rescoping_changes_results_at_once_without_reembedding(
     assert response.status_code == 200 and response.json()["roles"] == ["legal"]
 
     assert not _hits(finance_user, "Falcon") and _hits(legal_user, "Falcon")
-    after = list(Chunk.objects.filter(document_id=doc_id).values_list("id", "embedding"))
+    after = [(c.pk, c.embedding) for c in factories.stored_chunks(document_id=doc_id)]
     assert [c[0] for c in after] == [c[0] for c in before]
     assert all(list(a[1]) == list(b[1]) for a, b in zip(after, before, strict=True))
     assert Document.objects.get(pk=doc_id).status == "ready"
@@ -238,7 +238,7 @@ def test_delete_removes_document_chunks_and_file(celery_worker, wait_for_documen
     assert client.delete(f"/api/v1/documents/{doc_id}/").status_code == 204
 
     assert not Document.objects.filter(pk=doc_id).exists()
-    assert not Chunk.objects.filter(document_id=doc_id).exists()
+    assert not factories.stored_chunks(document_id=doc_id)
     assert not os.path.exists(path)
     assert client.get(f"/api/v1/documents/{doc_id}/").status_code == 404
 
@@ -272,8 +272,8 @@ def test_same_bytes_reuse_embeddings(celery_worker, wait_for_document, staff, ro
     second = upload(client, "b.md", data, roles="legal")
     assert second.status_code == 202
     second_doc = wait_for_document(second.json()["id"], "ready")
-    first_chunks = list(Chunk.objects.filter(document_id=first_id).order_by("position"))
-    second_chunks = list(Chunk.objects.filter(document=second_doc).order_by("position"))
+    first_chunks = factories.stored_chunks(document_id=first_id)
+    second_chunks = factories.stored_chunks(document=second_doc)
     assert len(first_chunks) == len(second_chunks) == second_doc.chunk_count
     for a, b in zip(first_chunks, second_chunks, strict=True):
         assert list(a.embedding) == list(b.embedding) and a.text == b.text
@@ -337,14 +337,14 @@ def test_worker_killed_mid_task_never_shows_a_half_index(celery_worker, wait_for
     deadline = time.monotonic() + 60
     while Document.objects.get(pk=doc_id).progress_done == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert Chunk.objects.filter(document_id=doc_id).count() == 0
+    assert len(factories.stored_chunks(document_id=doc_id)) == 0
     for child in celery_worker.pool_children():
         os.kill(child.pid, signal.SIGKILL)
 
     # Mid-way, nothing of the document is visible; after redelivery all of it is.
     assert _hits(reader, "Kestrel procedure") == []
     document = wait_for_document(doc_id, "ready", timeout=180)
-    assert Chunk.objects.filter(document_id=doc_id).count() == document.chunk_count > 20
+    assert len(factories.stored_chunks(document_id=doc_id)) == document.chunk_count > 20
     assert "WorkerLostError" in celery_worker.log_path.read_text()
 
 
@@ -393,7 +393,7 @@ def test_crafted_files_fail_quickly_and_the_worker_indexes_the_next_document(
         document = wait_for_document(ids[name], "ready", "failed")
         assert document.status == "failed", name
         assert reason in document.error, document.error
-        assert not Chunk.objects.filter(document=document).exists()
+        assert not factories.stored_chunks(document=document)
     # Uploading takes ~6 s and the 50 MB text runs into the memory bound in ~10 s.
     assert time.monotonic() - started < 45
     assert wait_for_document(good, "ready", "failed", timeout=180).status == "ready"
