@@ -39,3 +39,33 @@ def app_role_url(admin_url: str, *, role: str = APP_ROLE, password: str, created
     host = parts.netloc.rpartition("@")[2]
     netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{host}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def adopt_database(admin_url: str, *, password: str, role: str = APP_ROLE) -> str:
+    """Make the plain role the owner of admin_url's database contents and return its URL.
+
+    For the embedded ``make run`` cluster, whose tables a superuser created until now: the
+    public schema and every table, sequence and view in it that the superuser owns pass to
+    the role (idempotent, so each start repeats it at no cost), and pgvector is installed
+    by the superuser, since the role may not. Nothing is copied or dropped.
+    """
+    url = app_role_url(admin_url, role=role, password=password, createdb=False)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
+        owned = conn.execute(
+            """
+            SELECT c.relname, c.relkind FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S', 'v', 'm')
+              AND pg_get_userbyid(c.relowner) <> %s
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                              WHERE d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
+            """,
+            [role],
+        ).fetchall()
+        for name, kind in owned:
+            noun = {"S": "SEQUENCE", "v": "VIEW", "m": "MATERIALIZED VIEW"}.get(kind, "TABLE")
+            statement = sql.SQL("ALTER " + noun + " {} OWNER TO {}")
+            conn.execute(statement.format(sql.Identifier(name), sql.Identifier(role)))
+    return url

@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_REDIS_PORT = 6380
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Set (and inherited by every process started after) when the database is this module's: the
+# settings then know the installation is not a production one (config.settings, SECRET_KEY).
+EMBEDDED_MARKER = "CHATBOT_EMBEDDED"
 
 
 def data_dir() -> Path:
@@ -40,6 +43,23 @@ def start_postgres(*, root: Path) -> str:
 
     server = pgserver.get_server(root / "pg", cleanup_mode=None)
     return server.get_uri()
+
+
+def start_postgres_as_app(*, root: Path) -> str:
+    """Start (or attach to) the embedded PostgreSQL and return the URL of the application's
+    plain role (config.db_roles), which row-level security binds as it does in production.
+    The superuser's URL stays available to tools as DATABASE_ADMIN_URL."""
+    from config.db_roles import adopt_database
+
+    admin_url = start_postgres(root=root)
+    secret = root / "pg-app-password"
+    if not secret.exists():
+        import secrets
+
+        secret.write_text(secrets.token_urlsafe(24))
+        secret.chmod(0o600)
+    os.environ["DATABASE_ADMIN_URL"] = admin_url
+    return adopt_database(admin_url, password=secret.read_text().strip())
 
 
 def stop_postgres(*, root: Path) -> None:
@@ -131,7 +151,8 @@ def configure_environment() -> None:
         return
     root = data_dir()
     if not os.environ.get("DATABASE_URL"):
-        os.environ["DATABASE_URL"] = start_postgres(root=root)
+        os.environ["DATABASE_URL"] = start_postgres_as_app(root=root)
+        os.environ[EMBEDDED_MARKER] = "1"
     if not os.environ.get("REDIS_URL"):
         port = int(os.environ.get("REDIS_PORT", DEFAULT_REDIS_PORT))
         os.environ["REDIS_URL"] = start_redis(root=root, port=port)
@@ -143,9 +164,15 @@ def start_scratch_stack(*, prefix: str, redis: bool = True) -> Path:
     root = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["DATA_DIR"] = str(root)
     os.environ["DATABASE_URL"] = start_postgres(root=root)
+    os.environ[EMBEDDED_MARKER] = "1"
     if redis:
         os.environ["REDIS_URL"] = start_redis(root=root, port=free_port(), persist=False)
     return root
+
+
+def running_embedded() -> bool:
+    """Whether this process's database was started by this module (make run, the tests)."""
+    return os.environ.get(EMBEDDED_MARKER) == "1"
 
 
 def stop_scratch_stack(root: Path) -> None:

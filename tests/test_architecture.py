@@ -6,6 +6,7 @@ unscoped queries):
   selector modules; only knowledge/index.py writes chunk rows;
 - inference/ is a leaf: no Django, nothing from the web side;
 - only accounts.selectors makes a Scope;
+- only knowledge/index.py and knowledge/selectors.py open the row-level security bypass;
 - the web side (every URL's view, the answer composer, the tokenizer) imports neither torch
   nor the parser libraries.
 
@@ -165,7 +166,38 @@ def management_violations(path: str, source: str) -> list[str]:
     return found
 
 
-RULES = [chunk_violations, inference_leaf_violations, scope_violations, management_violations]
+# The row-level security bypass (knowledge/row_security.py): only the index's writes and
+# the selectors' reads that are not on a user's behalf may open it; the setting's name
+# appears nowhere else, so no code sets it by hand.
+MAINTENANCE_USERS = ("knowledge/index.py", "knowledge/selectors.py")
+RLS_MODULE = "knowledge/row_security.py"
+
+
+def row_security_violations(path: str, source: str) -> list[str]:
+    if path == RLS_MODULE:
+        return []
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Attribute) and node.attr == "maintenance":
+            if path not in MAINTENANCE_USERS:
+                found.append(f"{path}:{line} opens the row-level security bypass")
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and ("app.chunk_maintenance" in node.value or "app.user_roles" in node.value)
+        ):
+            found.append(f"{path}:{line} sets a row-level security setting by hand")
+    return found
+
+
+RULES = [
+    chunk_violations,
+    inference_leaf_violations,
+    scope_violations,
+    management_violations,
+    row_security_violations,
+]
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.__name__)
@@ -194,6 +226,12 @@ def test_the_code_keeps_the_layout_rules(rule):
         (inference_leaf_violations, "inference/engine.py", "from django.conf import settings\n"),
         (inference_leaf_violations, "inference/client.py", "import knowledge.embeddings\n"),
         (scope_violations, "chatbot/services.py", "scope = Scope(user_id=1, role_ids=(2,))\n"),
+        (row_security_violations, "chatbot/services.py", "with row_security.maintenance(): pass\n"),
+        (
+            row_security_violations,
+            "knowledge/access.py",
+            "c.execute(\"SELECT set_config('app.chunk_maintenance', 'on', true)\")\n",
+        ),
     ],
 )
 def test_each_rule_catches_a_violation(rule, path, source):
