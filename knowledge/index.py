@@ -58,7 +58,9 @@ def document_replace_chunks(
     with row_security.maintenance():
         if not Document.objects.select_for_update().filter(pk=document_id).exists():
             return 0
-        roles_literal = row_security.roles_literal(_document_role_ids(document_id))
+        roles_literal = row_security.roles_literal(
+            row_security.stored_roles(_document_role_ids(document_id))
+        )
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM knowledge_chunk WHERE document_id = %s", [document_id])
             # PostgreSQL refuses COPY into a table with row-level security: the rows are
@@ -128,7 +130,7 @@ def document_copy_chunks_of_identical_content(*, document_id: int, content_hash:
                 _COPY_CHUNKS,
                 {
                     "target": document_id,
-                    "roles": _document_role_ids(document_id),
+                    "roles": row_security.stored_roles(_document_role_ids(document_id)),
                     "source": source.pk,
                 },
             )
@@ -142,7 +144,7 @@ def document_chunks_set_roles(*, document_id: int, role_ids: Sequence[int]) -> N
     with row_security.maintenance(), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE knowledge_chunk SET allowed_roles = %s::int[] WHERE document_id = %s",
-            [sorted(set(role_ids)), document_id],
+            [row_security.stored_roles(role_ids), document_id],
         )
     transaction.on_commit(forget_role_counts)
 
@@ -155,12 +157,12 @@ def documents_refresh_allowed_roles(*, document_ids: Iterable[int]) -> None:
     with row_security.maintenance(), connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE knowledge_chunk c SET allowed_roles = COALESCE(
+            UPDATE knowledge_chunk c SET allowed_roles = array_prepend(%s, COALESCE(
                 (SELECT array_agg(dr.role_id ORDER BY dr.role_id) FROM knowledge_documentrole dr
-                 WHERE dr.document_id = c.document_id), '{}')
+                 WHERE dr.document_id = c.document_id), '{}'))
             WHERE c.document_id = ANY(%s)
             """,
-            [ids],
+            [row_security.MAINTENANCE_ROLE, ids],
         )
     transaction.on_commit(forget_role_counts)
 

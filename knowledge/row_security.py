@@ -9,7 +9,9 @@ so that a chunk query that forgot its predicate still returns nothing it should 
   (the policy fails closed);
 - writes, and the few reads that are not on a user's behalf (the index's own bookkeeping,
   a document's management view, the audit trail's hashes), happen only inside
-  ``maintenance()``, which sets ``app.chunk_maintenance`` for its transaction.
+  ``maintenance()``, which sets ``app.chunk_maintenance`` for its transaction and reads
+  with the scope ``{0}``: every stored row carries role 0 (``MAINTENANCE_ROLE``, which no
+  user has), so the read policy needs no OR and the GIN index on allowed_roles serves it.
 
 Both settings are transaction-local (``set_config(..., true)``) and are restored when the
 block ends, so nothing carries over to the next use of a pooled connection.
@@ -33,26 +35,39 @@ ROLES_SETTING = "app.user_roles"
 MAINTENANCE_SETTING = "app.chunk_maintenance"
 
 
+# Role ids start at 1; 0 is in every stored row's allowed_roles and in no user's scope.
+MAINTENANCE_ROLE = 0
+
+
 def roles_literal(role_ids: Iterable[int]) -> str:
     """A PostgreSQL int[] literal: ``{1,4,9}``."""
     return "{" + ",".join(str(int(r)) for r in sorted(set(role_ids))) + "}"
 
 
+def stored_roles(role_ids: Iterable[int]) -> list[int]:
+    """A chunk's allowed_roles as stored: the document's roles and MAINTENANCE_ROLE."""
+    return sorted({int(r) for r in role_ids} | {MAINTENANCE_ROLE})
+
+
 @contextmanager
-def _setting(name: str, value: str) -> Iterator[None]:
+def _settings(values: dict[str, str]) -> Iterator[None]:
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting(%s, true)", [name])
-        previous = cursor.fetchone()[0] or ""
-        cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+        previous = {}
+        for name, value in values.items():
+            cursor.execute("SELECT current_setting(%s, true)", [name])
+            previous[name] = cursor.fetchone()[0] or ""
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
         yield
-        # On an exception the savepoint's rollback restores the setting by itself.
-        cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
+        # On an exception the savepoint's rollback restores the settings by itself.
+        for name, value in previous.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
 
 
 @contextmanager
 def scoped(role_ids: Iterable[int]) -> Iterator[None]:
     """A transaction in which chunk reads see only rows overlapping these roles."""
-    with _setting(ROLES_SETTING, roles_literal(role_ids)):
+    roles = {int(r) for r in role_ids} - {MAINTENANCE_ROLE}
+    with _settings({ROLES_SETTING: roles_literal(roles)}):
         yield
 
 
@@ -60,5 +75,5 @@ def scoped(role_ids: Iterable[int]) -> Iterator[None]:
 def maintenance() -> Iterator[None]:
     """A transaction in which chunk rows may be written and read whole. For the index's
     writes and for reads that are not on a user's behalf; never for a user's search."""
-    with _setting(MAINTENANCE_SETTING, "on"):
+    with _settings({MAINTENANCE_SETTING: "on", ROLES_SETTING: roles_literal([MAINTENANCE_ROLE])}):
         yield

@@ -71,3 +71,11 @@ def stored_chunks(**filters) -> list:
 
     with row_security.maintenance():
         return list(Chunk.objects.filter(**filters).select_related("document"))
+
+
+def chunk_roles(chunk) -> list[int]:
+    """A stored chunk's roles without the maintenance role every row carries
+    (knowledge.row_security.MAINTENANCE_ROLE)."""
+    from knowledge.row_security import MAINTENANCE_ROLE
+
+    return sorted(set(chunk.allowed_roles) - {MAINTENANCE_ROLE})

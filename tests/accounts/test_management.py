@@ -141,7 +141,7 @@ def test_deleting_a_documents_only_role_is_refused_with_the_documents_named(admi
     assert list(Document.objects.get(pk=only.pk).roles.values_list("name", flat=True)) == [
         "archive"
     ]
-    scoped = [c.allowed_roles for c in factories.stored_chunks(document=only)]
+    scoped = [factories.chunk_roles(c) for c in factories.stored_chunks(document=only)]
     assert scoped and all(roles == [archive.pk] for roles in scoped)
     assert [h.document_id for h in chunk_search(scope=user_scope(user=reader), query="fuel")] == [
         only.pk

@@ -261,7 +261,7 @@ def test_changing_roles_rescopes_the_chunks_at_once_and_logs_once(finance, hr):
     )
 
     assert response.status_code == 302
-    allowed = [c.allowed_roles for c in factories.stored_chunks(document=document)]
+    allowed = [factories.chunk_roles(c) for c in factories.stored_chunks(document=document)]
     assert allowed and {tuple(a) for a in allowed} == {(hr.pk,)}
     entries = AccessLogEntry.objects.filter(target_type="document", target_id=document.pk)
     assert [(e.action, e.before, e.after) for e in entries] == [

@@ -60,7 +60,7 @@ def test_rescoping_a_document_applies_to_the_next_query(corpus):
 
     assert _titles(finance_user) == set()
     assert _titles(ops_user) == {"Q3 report", "Torque manual"}
-    assert [c.allowed_roles for c in factories.stored_chunks(document=report)] == [
+    assert [factories.chunk_roles(c) for c in factories.stored_chunks(document=report)] == [
         [ops.pk]
     ] * report.chunk_count
 
