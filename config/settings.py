@@ -8,8 +8,10 @@ unset, the entry points (manage.py, asgi, wsgi) start the embedded ones first
 from pathlib import Path
 
 import environ
+from csp import constants as csp
+from django.core.exceptions import ImproperlyConfigured
 
-from config.embedded import data_dir
+from config.embedded import data_dir, running_embedded
 
 env = environ.Env()
 
@@ -17,9 +19,17 @@ DATA_DIR = data_dir()
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY", default="")
+if not SECRET_KEY and not DEBUG and not running_embedded():
+    # Production (the operator's own database): a key generated on one host would differ
+    # on the next replica and vanish with its disk, so the operator must give one.
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set: set it to a long random string, the same for every web and "
+        "worker process, e.g. the output of: python -c 'import secrets; "
+        "print(secrets.token_urlsafe(50))'"
+    )
 if not SECRET_KEY:
-    # A per-installation key kept under DATA_DIR, so sessions survive restarts without
-    # a secret ever living in the repository.
+    # Embedded (make run, the tests) or DEBUG: a per-installation key kept under DATA_DIR, so
+    # sessions survive restarts without a secret ever living in the repository.
     _key_file = DATA_DIR / "secret_key"
     if not _key_file.exists():
         import secrets
@@ -51,6 +61,32 @@ SILENCED_SYSTEM_CHECKS = [
                       ("security.W021", SECURE_HSTS_PRELOAD))
     if not on
 ]  # fmt: skip
+# No SECURE_PROXY_SSL_HEADER: uvicorn's --proxy-headers already sets the scheme from
+# X-Forwarded-Proto, and only for the proxies in --forwarded-allow-ips (FORWARDED_ALLOW_IPS);
+# Django trusting the header itself would believe any client that reaches the port directly.
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts only from this site's static files, or inline
+# with the response's nonce (request.csp_nonce: the API docs page). Inline styles stay allowed
+# (the console's templates and Django's admin use style attributes, which a nonce cannot
+# cover); CSS cannot run code. Nothing may frame the site, and forms post only to it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.UNSAFE_INLINE],
+        "img-src": [csp.SELF, "data:"],
+        "font-src": [csp.SELF, "data:"],
+        "connect-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.NONE],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+    },
+}
 
 INSTALLED_APPS = [
     "config.apps.ConsoleAdminConfig",
@@ -70,7 +106,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.metrics.HttpMetricsMiddleware",  # first: times and counts every response
+    "config.request_id.RequestIdMiddleware",  # then: every response and log line has an id
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -109,8 +148,12 @@ if env.bool("DB_POOL", default=True):
     _db_options["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=1),
         "max_size": env.int("DB_POOL_MAX", default=20),
-        "timeout": 10,
+        # A request waits this long for a connection, then answers 503 (config.api_errors).
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10),
     }
+    # With the pool, Django has it check each connection (one round trip) before a request
+    # gets it: after a database restart or failover the dead ones are replaced, not handed out.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Short OLTP queries: JIT compilation costs more than it saves on the exact vector scans.
 _db_options["options"] = "-c jit=off"
 
@@ -226,13 +269,39 @@ INFERENCE_PROMPT_BUDGET = env.int("INFERENCE_PROMPT_BUDGET", default=2048)
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, request_id, and
+# task_id / status_code / exc_info when there are any); text otherwise. Both redact
+# credentials (config.logs). Uvicorn's own loggers are taken over too (its access log keeps
+# only the path: a query string may hold a search or a credential), so a web process writes
+# one format; the Celery worker writes through the same handler (no root logger hijack).
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"()": "config.logs.text_formatter"},
+        "json": {"()": "config.logs.json_formatter"},
+    },
+    "filters": {
+        "request_context": {"()": "config.logs.RequestContextFilter"},
+        "drop_query_string": {"()": "config.logs.DropQueryStringFilter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_context"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
+        "uvicorn": {"propagate": True},
+        "uvicorn.access": {"propagate": True, "filters": ["drop_query_string"]},
+        # At DEBUG (with DEBUG=true) Django logs each SQL statement with its parameters:
+        # questions, answers and document text.
+        "django.db.backends": {"level": "INFO"},
         "pgserver": {"level": "WARNING"},
         # Never below INFO, whatever LOG_LEVEL says: at DEBUG slack_sdk logs each request's
         # headers (the bot token) and body (answers), and httpx each URL (response URLs
@@ -242,6 +311,7 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the worker logs through LOGGING, redacted
 
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-documents": {
@@ -317,3 +387,13 @@ WEBHOOK_RESPONSE_URL_HOSTS = env.list("WEBHOOK_RESPONSE_URL_HOSTS", default=[])
 # A link invitation is good for this long, once.
 CHAT_LINK_TTL_SECONDS = env.int("CHAT_LINK_TTL_SECONDS", default=600)
 CELERY_TASK_ROUTES = {"integrations.*": {"queue": "answers"}}
+
+# --- Metrics: GET /metrics in Prometheus's format (config.metrics) ---
+# When set, a scrape must send "Authorization: Bearer <METRICS_TOKEN>" (401 otherwise); when
+# unset, only direct requests from 127.0.0.1 / ::1 are answered (403 otherwise).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# prometheus_client's multiprocess mode: an empty directory, the same for every web worker
+# (and Celery worker) on the host, emptied before they start; a scrape then adds them up.
+METRICS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+# Scraped like /healthz: over plain HTTP from the host or the internal network, not redirected.
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]
