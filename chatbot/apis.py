@@ -8,7 +8,6 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -17,6 +16,7 @@ from rest_framework.views import APIView
 from accounts.policy import actor_for
 from accounts.selectors import user_scope
 from chatbot import selectors, services
+from chatbot.answering.compose import ModelUnavailable
 from chatbot.failures import EXPECTED_FAILURES, answer_failure
 from chatbot.serializers import (
     ChatOutputSerializer,
@@ -24,18 +24,12 @@ from chatbot.serializers import (
     ConversationSerializer,
     FeedbackOutputSerializer,
     FeedbackSerializer,
+    citations_data,
 )
 from chatbot.sse import EventStreamRenderer, chat_event_stream, event_stream_response
 from config.serializers import StrictSerializer
 
 logger = logging.getLogger(__name__)
-
-
-class AnswerFailed(APIException):
-    def __init__(self, exc: BaseException):
-        failure = answer_failure(exc)
-        super().__init__(detail=failure.detail, code=failure.code)
-        self.status_code = failure.status
 
 
 class ChatInputSerializer(StrictSerializer):
@@ -69,7 +63,10 @@ class ChatApi(APIView):
             400: OpenApiResponse(description="Empty or too long question"),
             404: OpenApiResponse(description="conversation_id is not one of yours"),
             429: OpenApiResponse(description="Rate limit"),
-            503: OpenApiResponse(description="The language model is unavailable"),
+            503: OpenApiResponse(
+                description="The language model is unavailable ({detail, code, sources}: the "
+                "passages found, within your roles), or the database is (Retry-After)"
+            ),
         },
         description="Ask a question; answered only from documents your roles may see. "
         "Give conversation_id to ask a follow-up in one of your conversations.",
@@ -95,7 +92,12 @@ class ChatApi(APIView):
             reply = services.chat_reply(**ask)
         except EXPECTED_FAILURES as exc:
             logger.warning("chat: no answer: %s", exc)
-            raise AnswerFailed(exc) from None
+            failure = answer_failure(exc)
+            body = {"detail": failure.detail, "code": failure.code}
+            if isinstance(exc, ModelUnavailable):
+                # The passages found are still worth reading while no answer can be written.
+                body["sources"] = citations_data(exc.sources)
+            return Response(body, status=failure.status)
         return Response(ChatOutputSerializer(reply).data)
 
 

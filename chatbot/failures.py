@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from chatbot.answering.prompts import QuestionTooLong
+from config.api_errors import DATABASE_OUTAGES, DATABASE_UNAVAILABLE
 from inference.client import InferenceUnavailable
 
 MODEL_UNAVAILABLE = (
@@ -37,6 +38,8 @@ def answer_failure(exc: BaseException) -> AnswerFailure:
         return AnswerFailure(503, "model_unavailable", MODEL_UNAVAILABLE)
     if isinstance(exc, QuestionTooLong):
         return AnswerFailure(400, "question_too_long", too_long_message())
+    if isinstance(exc, DATABASE_OUTAGES):
+        return AnswerFailure(503, "database_unavailable", DATABASE_UNAVAILABLE)
     return AnswerFailure(500, "failed", ANSWER_FAILED)
 
 

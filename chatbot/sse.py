@@ -2,7 +2,8 @@
 renderer that lets clients ask for it.
 
 Events: ``token`` {text}*, then ``citations`` {citations}, then ``done`` {the stored
-answer}; or ``error`` {detail, code} with a message fit for the user.
+answer}; or ``error`` {detail, code} with a message fit for the user (and, when the model
+is unavailable, ``sources``: the passages found, within the asker's roles).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rest_framework.renderers import BaseRenderer
 
 from accounts.selectors import Scope
 from chatbot import services
-from chatbot.answering.compose import TokenEvent
+from chatbot.answering.compose import ModelUnavailable, TokenEvent
 from chatbot.failures import EXPECTED_FAILURES, answer_failure
 from chatbot.models import Conversation
 from chatbot.serializers import ChatDoneSerializer, citations_data
@@ -48,7 +49,10 @@ def chat_event_stream(
         else:
             logger.exception("chat: answering failed")
         failure = answer_failure(exc)
-        yield server_sent_event({"detail": failure.detail, "code": failure.code}, event="error")
+        body = {"detail": failure.detail, "code": failure.code}
+        if isinstance(exc, ModelUnavailable):
+            body["sources"] = citations_data(exc.sources)  # within the asker's roles
+        yield server_sent_event(body, event="error")
 
 
 async def in_request_thread(iterator: Iterator[str]) -> AsyncIterator[str]:

@@ -10,6 +10,7 @@ declared.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -31,6 +32,8 @@ _UPLOAD_ROUTES = [
     ({"POST", "PUT", "PATCH"}, re.compile(r"/api/v1/documents/\d+/")),
     ({"POST"}, re.compile(r"/admin/knowledge/document/(add/|[^/]+/change/)")),
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def too_large_message(limit: int) -> str:
@@ -119,11 +122,30 @@ class BodySizeLimitMiddleware:
                 response_started = True
             await send(message)
 
-        await self.app(scope, limited_receive, guarded_send)
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except OSError:
+            # Django spools a large body to a temporary file before any view runs; a full or
+            # unwritable disk fails there. Nothing was stored: say so instead of a bare 500.
+            if response_started or refused:
+                raise
+            logger.exception("request body could not be stored")
+            await _send_refusal(
+                send, status=503, message=STORAGE_FAILED, as_json=path.startswith("/api/")
+            )
+
+
+STORAGE_FAILED = (
+    "The request could not be stored: the server's disk is full or unwritable. "
+    "Nothing was saved; try again later."
+)
 
 
 async def _send_too_large(send: Send, *, limit: int, as_json: bool) -> None:
-    message = too_large_message(limit)
+    await _send_refusal(send, status=413, message=too_large_message(limit), as_json=as_json)
+
+
+async def _send_refusal(send: Send, *, status: int, message: str, as_json: bool) -> None:
     if as_json:
         body = json.dumps({"detail": message}).encode()
         content_type = b"application/json"
@@ -133,7 +155,7 @@ async def _send_too_large(send: Send, *, limit: int, as_json: bool) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),

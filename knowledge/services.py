@@ -7,14 +7,18 @@ commits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import mimetypes
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from accounts import policy
 from accounts.access_log import Action, log_access
@@ -81,15 +85,59 @@ def document_index_text(*, document: Document, text: str) -> int:
 
 
 class UploadRejected(Exception):
-    """An upload refused before anything is stored; status is the HTTP status to answer."""
+    """An upload refused with nothing of it stored; status is the HTTP status to answer."""
 
     def __init__(self, message: str, *, status: int):
         super().__init__(message)
         self.status = status
 
 
+STORAGE_FAILED = (
+    "The file could not be stored: the server's storage is full or unavailable. "
+    "Nothing was saved; please try again later."
+)
+
+
 def _enqueue_ingest(document_id: int) -> None:
-    transaction.on_commit(lambda: ingest_document.delay(document_id))
+    transaction.on_commit(lambda: _send_ingest(document_id))
+
+
+def _send_ingest(document_id: int) -> None:
+    """Hand a committed, queued document to the broker. With the broker down the request
+    still succeeds and nothing is lost: the document stays queued with its status clock set
+    back, so the first sweep once the broker is back (knowledge.requeue_stuck_documents,
+    every INGEST_SWEEP_INTERVAL_SECONDS) enqueues it; no one has to upload it again."""
+    try:
+        ingest_document.delay(document_id)
+    except BrokerUnavailable:
+        logger.error(
+            "document %s stays queued: the task broker cannot be reached (the sweep "
+            "enqueues it once the broker is back)",
+            document_id,
+            exc_info=True,
+        )
+        due = timezone.now() - timedelta(seconds=settings.INGEST_STUCK_AFTER_SECONDS + 1)
+        Document.objects.filter(pk=document_id, status=Document.Status.QUEUED).update(
+            status_changed_at=due
+        )
+
+
+def _save_file(*, document: Document, file, name: str) -> None:
+    """Store ``file`` as document.file, or raise UploadRejected (503) with nothing of it left
+    in storage (a full disk, a read-only volume); the caller's transaction then rolls back
+    the row as well."""
+    field, storage = document.file.field, document.file.storage
+    root, ext = os.path.splitext(name)
+    # A random part makes the name this upload's alone, so what a failed write left behind
+    # can be deleted without touching another upload's file of the same name.
+    target = field.generate_filename(document, storage.get_alternative_name(root, ext))
+    try:
+        document.file.name = storage.save(target, file, max_length=field.max_length)
+    except OSError:
+        logger.exception("an upload was refused: the file storage failed")
+        with contextlib.suppress(OSError):
+            storage.delete(target)
+        raise UploadRejected(STORAGE_FAILED, status=503) from None
 
 
 def _check_upload(*, name: str, size: int, head: bytes) -> None:
@@ -129,7 +177,7 @@ def document_upload(
     (ManagementDenied). Returns (document, created): the same bytes already uploaded with
     the same roles return the existing document, created=False; the actor manages those
     roles, so it is a document they may see. Raises UploadRejected (413, 415, 400) before
-    anything is stored.
+    anything is stored, or 503 with nothing stored when the file storage fails.
     """
     if not roles:
         raise UploadRejected("At least one role is required.", status=400)
@@ -154,7 +202,7 @@ def document_upload(
             size_bytes=file.size,
             content_hash=content_hash,
         )
-        document.file.save(name, file, save=False)
+        _save_file(document=document, file=file, name=name)
         Document.objects.filter(pk=document.pk).update(file=document.file.name)
         log_access(
             actor=actor,
@@ -180,7 +228,7 @@ def _store_replacement_file(*, document: Document, file, name: str, content_hash
     """Swap in a new file, queued for ingestion; the old chunks stay searchable until the
     new ones commit. Call inside a transaction."""
     old_name = document.file.name
-    document.file.save(name, file, save=False)
+    _save_file(document=document, file=file, name=name)
     Document.objects.filter(pk=document.pk).update(
         file=document.file.name,
         original_filename=name[:255],

@@ -28,7 +28,7 @@ from chatbot.answering.prompts import (
     token_counter,
 )
 from chatbot.citations import Citation
-from inference.client import CompletionStream, InferenceClient
+from inference.client import CompletionStream, InferenceClient, InferenceUnavailable
 from inference.model_files import ModelKind, locate_model_dir, model_kind
 
 NOT_FOUND_ANSWER = "I could not find this in the documents you have access to."
@@ -48,6 +48,16 @@ class Answer:
     fallback_used: bool
     grounded: bool = True
     sources_shown: list[int] = field(default_factory=list)  # chunk ids put in the prompt
+
+
+class ModelUnavailable(InferenceUnavailable):
+    """The model could not write the answer (down, not ready, or gone mid-stream).
+    ``sources`` are the passages it would have been shown, already within the asker's
+    scope, so the user can read them instead."""
+
+    def __init__(self, message: str, *, sources: list[Citation]):
+        super().__init__(message)
+        self.sources = sources
 
 
 @dataclass(frozen=True)
@@ -104,11 +114,16 @@ def answer_from_hits(
         budget_tokens=settings.INFERENCE_PROMPT_BUDGET,
     )
     client = client or inference_client()
-    stream = _start(client, prompt)
     reader = _AnswerReader(prompt.answer_prefix)
-    for delta in stream:
-        if text := reader.feed(delta):
-            yield TokenEvent(text)
+    try:
+        stream = _start(client, prompt)
+        for delta in stream:
+            if text := reader.feed(delta):
+                yield TokenEvent(text)
+    except InferenceUnavailable as exc:
+        scores = {hit.chunk_id: getattr(hit, "score", 0.0) for hit in hits}
+        sources = [_citation(s, None, score=scores.get(s.chunk_id, 0.0)) for s in prompt.sources]
+        raise ModelUnavailable(str(exc), sources=sources) from exc
     if text := reader.flush():
         yield TokenEvent(text)
     yield AnswerEvent(
@@ -234,7 +249,7 @@ def _finish(
 
 def _citation(source: Source, result: Any, *, score: float) -> Citation:
     snippet = source.text
-    if result.fallback_used and '"' in result.text:
+    if result is not None and result.fallback_used and '"' in result.text:
         snippet = result.text.split('"', 1)[1].rsplit('"', 1)[0]
     if len(snippet) > SNIPPET_CHARS:
         snippet = snippet[: SNIPPET_CHARS - 1].rstrip() + "…"

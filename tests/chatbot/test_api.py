@@ -83,10 +83,17 @@ def test_model_unavailable_is_503_or_an_error_event_and_is_audited(model_down, t
     assert response.json()["detail"] == MODEL_UNAVAILABLE
     assert "127.0.0.1" not in response.json()["detail"]  # no internal addresses
     assert not Conversation.objects.exists()  # nothing half-written
-    streamed = parse_events(client.post("/api/v1/chat/", {**question, "stream": True}))
-    assert streamed == [("error", {"detail": MODEL_UNAVAILABLE, "code": "model_unavailable"})]
-    audits = list(AnswerAudit.objects.order_by("id"))
     chunk_ids = [c.pk for c in factories.stored_chunks(document=travel_policy)]
+    # The passages found are still given, so the user can read them instead.
+    sources = response.json()["sources"]
+    assert sources and {s["chunk_id"] for s in sources} <= set(chunk_ids)
+    assert all(s["document_id"] == travel_policy.pk for s in sources)
+    streamed = parse_events(client.post("/api/v1/chat/", {**question, "stream": True}))
+    assert [name for name, _ in streamed] == ["error"]
+    error = streamed[0][1]
+    assert (error["detail"], error["code"]) == (MODEL_UNAVAILABLE, "model_unavailable")
+    assert error["sources"] == sources
+    audits = list(AnswerAudit.objects.order_by("id"))
     assert [a.outcome for a in audits] == ["unavailable", "unavailable"]
     assert [r["chunk_id"] for r in audits[0].retrieved] == chunk_ids
     assert audits[0].message is None and "not reachable" in audits[0].error
