@@ -54,9 +54,11 @@ def _settings(values: dict[str, str]) -> Iterator[None]:
     with transaction.atomic(), connection.cursor() as cursor:
         previous = {}
         for name, value in values.items():
-            cursor.execute("SELECT current_setting(%s, true)", [name])
+            # One round trip: the old value is read before the new one is set (left to right).
+            cursor.execute(
+                "SELECT current_setting(%s, true), set_config(%s, %s, true)", [name, name, value]
+            )
             previous[name] = cursor.fetchone()[0] or ""
-            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
         yield
         # On an exception the savepoint's rollback restores the settings by itself.
         for name, value in previous.items():

@@ -5,13 +5,16 @@ the GIN index on allowed_roles serves it (no OR in it, which would force a scan 
 table): a row is visible when its allowed_roles overlap app.user_roles. A user's scope holds
 real role ids only; every stored row also carries role 0, which no user has, and index
 maintenance reads with app.user_roles = {0}. With the setting absent or empty the comparison
-is NULL and no row is visible (fails closed).
+is NULL and no row is visible (fails closed). The setting is read by current_setting() in
+the policy itself, not through a sub-select: the planner then estimates the policy's
+selectivity from the actual role ids (a sub-select is an unknown parameter at plan time, and
+its default estimate made a search over most of the table pick an exact scan over HNSW).
 
 Writing (INSERT, UPDATE, DELETE) needs app.chunk_maintenance = 'on', and a written row must
-keep role 0. The settings are read once per statement (scalar subqueries become init
-plans), not once per row. FORCE makes the policies bind the table's owner too; superusers
-and BYPASSRLS roles are never bound (PostgreSQL's rule), which is why the application
-connects as a plain role.
+keep role 0; the write policies read that setting once per statement (a scalar sub-select
+becomes an init plan). FORCE makes the policies bind the table's owner too; superusers and
+BYPASSRLS roles are never bound (PostgreSQL's rule), which is why the application connects
+as a plain role.
 """
 
 from django.db import migrations
@@ -22,7 +25,7 @@ UPDATE knowledge_chunk SET allowed_roles = array_prepend(0, allowed_roles)
 ALTER TABLE knowledge_chunk ENABLE ROW LEVEL SECURITY;
 ALTER TABLE knowledge_chunk FORCE ROW LEVEL SECURITY;
 CREATE POLICY chunk_read_in_scope ON knowledge_chunk FOR SELECT
-    USING (allowed_roles && (SELECT NULLIF(current_setting('app.user_roles', true), '')::int[]));
+    USING (allowed_roles && NULLIF(current_setting('app.user_roles', true), '')::int[]);
 CREATE POLICY chunk_insert ON knowledge_chunk FOR INSERT
     WITH CHECK ((SELECT current_setting('app.chunk_maintenance', true)) = 'on'
                 AND 0 = ANY(allowed_roles));
