@@ -10,14 +10,25 @@ embedding excluded: vectors are given), and the plan chosen; then the same for t
 query (HNSW + WHERE, default ef_search) side by side, and the exact plan forced, which is
 what RETRIEVAL_EXACT_THRESHOLD is calibrated from.
 
-    python bench/retrieval.py [--sizes 10000,100000] [--queries 100]
+    python bench/retrieval.py [--sizes 10000,100000] [--queries 100] [--data-dir PATH]
 
 Runs against its own embedded PostgreSQL in a temporary directory unless DATABASE_URL is set.
+With --data-dir the embedded cluster lives under PATH (keep it outside the repository) and
+stays there: the table bench_corpus records what was loaded (size, seed, CORPUS_VERSION, the
+role ids), and a later run with the same size and seed skips the load and the index build
+and goes straight to the queries. The Python side of the corpus (vectors, membership,
+texts, queries) is regenerated from the seed every run; its time is printed. The cluster
+keeps one corpus at a time: another size or seed reloads it. Bump CORPUS_VERSION whenever
+Corpus or load() changes what ends up in the tables.
+
+For each size it prints the corpus generation, load, HNSW build (with the maintenance
+settings used) and VACUUM ANALYZE times, and the on-disk sizes of the table and its indexes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -33,15 +44,35 @@ sys.path.insert(0, str(ROOT))
 SHARES = {"tiny": 0.005, "small": 0.05, "large": 0.40, "all": 1.0}
 K = 10
 DIM = 384
+SEED = 7
+CORPUS_VERSION = 1  # bump when Corpus or load() changes what is stored
+PER_DOC = 10  # chunks per document
+# Bulk HNSW build on the 2-core, 24 GiB machine: enough memory for the 1M-chunk graph to stay
+# in memory (about 2.5 GB for 384-d, m = 16; past maintenance_work_mem pgvector falls back to
+# a much slower on-disk build), and one worker besides the leader, one per core.
+BUILD_SETTINGS = {"maintenance_work_mem": "4GB", "max_parallel_maintenance_workers": "1"}
+# to_pgvector's text form, formatted in one %-operation per row: the same string (checked at
+# load time) in about half the time, which is minutes at 1M chunks.
+VECTOR_FORMAT = "[" + ",".join(["%.7g"] * DIM) + "]"
+INDEXES = ("chunk_embedding_hnsw", "chunk_allowed_roles_gin", "chunk_search_vector_gin")
 
 
-def start_database() -> Path | None:
+def start_database(data_dir: Path | None = None) -> Path | None:
     if os.environ.get("DATABASE_URL"):
+        if data_dir is not None:
+            sys.exit("--data-dir starts its own embedded PostgreSQL: unset DATABASE_URL")
         return None
     from config import embedded
 
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:1/0")  # not used here
-    return embedded.start_scratch_stack(prefix="chatbot-bench-", redis=False)
+    if data_dir is None:
+        return embedded.start_scratch_stack(prefix="chatbot-bench-", redis=False)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["DATA_DIR"] = str(data_dir)
+    os.environ["DATABASE_URL"] = embedded.start_postgres(root=data_dir)
+    # As start_scratch_stack: tells the settings this is not a production database.
+    os.environ[getattr(embedded, "EMBEDDED_MARKER", "CHATBOT_EMBEDDED")] = "1"
+    return data_dir
 
 
 def setup_django():
@@ -59,7 +90,7 @@ def percentile(values, q):
 
 
 class Corpus:
-    def __init__(self, n: int, seed: int = 7):
+    def __init__(self, n: int, seed: int = SEED):
         rng = np.random.default_rng(seed)
         centres = rng.normal(size=(max(50, n // 400), DIM)).astype(np.float32)
         centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -70,9 +101,29 @@ class Corpus:
         vocab = [f"w{i}" for i in range(3000)]
         weights = 1 / np.arange(1, len(vocab) + 1)
         self.vocab, self.p = vocab, weights / weights.sum()
-        self.texts = [" ".join(rng.choice(vocab, size=30, p=self.p)) for _ in range(n)]
+        # Exactly what `rng.choice(vocab, size=30, p=self.p)` per text draws (same random
+        # stream, same words), in one call: per-call choice() took minutes at 1M chunks.
+        cdf = self.p.cumsum()
+        cdf /= cdf[-1]
+        words = cdf.searchsorted(rng.random((n, 30)), side="right").tolist()
+        self.texts = [" ".join([vocab[w] for w in row]) for row in words]
         self.membership = {name: rng.random(n) < share for name, share in SHARES.items()}
         self.rng = rng
+
+    def doc_roles(self, roles: dict) -> list[list[int]]:
+        """One document per PER_DOC consecutive chunks; its roles come from its first chunk."""
+        n = len(self.texts)
+        return [
+            [roles["all"]]
+            + [roles[name] for name in ("tiny", "small", "large") if self.membership[name][d]]
+            for d in range(0, n, PER_DOC)
+        ]
+
+    def follow_documents(self):
+        """A chunk's roles are its document's: recompute the true shares per chunk."""
+        first = np.arange(len(self.texts)) // PER_DOC * PER_DOC
+        for name in ("tiny", "small", "large"):
+            self.membership[name] = self.membership[name][first]
 
     def queries(self, count: int):
         picks = self.rng.integers(0, len(self.centres), size=count)
@@ -84,20 +135,24 @@ class Corpus:
         return out
 
 
-def load(corpus: Corpus, roles: dict):
+def load(corpus: Corpus, roles: dict) -> dict:
+    """Replace the corpus in the database; return the phase timings and build settings."""
     from django.db import connection
 
     from knowledge.embeddings import to_pgvector
 
     n = len(corpus.texts)
-    per_doc = 10
+    per_doc = PER_DOC
+    doc_roles = corpus.doc_roles(roles)
+    first = corpus.vectors[0]
+    assert VECTOR_FORMAT % tuple(first.tolist()) == to_pgvector(first), "VECTOR_FORMAT drifted"
+    started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE knowledge_chunk, knowledge_documentrole, knowledge_document CASCADE"
         )
         cursor.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
         # One document per 10 consecutive chunks; a chunk's roles are its document's roles.
-        doc_roles = []
         with cursor.copy(
             "COPY knowledge_document (id, title, status, error, progress_done,"
             " progress_total, chunk_count, size_bytes, content_hash, indexed_hash,"
@@ -105,10 +160,6 @@ def load(corpus: Corpus, roles: dict):
             " status_changed_at, ingest_attempts) FROM STDIN"
         ) as copy:
             for d in range(0, n, per_doc):
-                ids = [roles["all"]] + [
-                    roles[name] for name in ("tiny", "small", "large") if corpus.membership[name][d]
-                ]
-                doc_roles.append(ids)
                 copy.write_row(
                     (
                         d // per_doc + 1,
@@ -149,25 +200,149 @@ def load(corpus: Corpus, roles: dict):
                         None,
                         30,
                         "",
-                        to_pgvector(corpus.vectors[i]),
+                        VECTOR_FORMAT % tuple(corpus.vectors[i].tolist()),
                         "{" + ",".join(map(str, ids)) + "}",
                     )
                 )
-        # Chunk membership follows the document: recompute the true shares.
-        for name in ("tiny", "small", "large"):
-            corpus.membership[name] = np.array(
-                [roles[name] in doc_roles[i // per_doc] for i in range(n)]
-            )
+        load_s = time.perf_counter() - started
+        # The HNSW index is built after the bulk load (the GIN indexes were kept up during it).
         started = time.perf_counter()
-        cursor.execute("SET maintenance_work_mem = '1GB'")
-        cursor.execute("SET max_parallel_maintenance_workers = 1")
+        for name, value in BUILD_SETTINGS.items():
+            cursor.execute(f"SET {name} = '{value}'")
         cursor.execute(
             "CREATE INDEX chunk_embedding_hnsw ON knowledge_chunk USING hnsw"
             " (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
         )
-        build = time.perf_counter() - started
+        build_s = time.perf_counter() - started
+        for name in BUILD_SETTINGS:
+            cursor.execute(f"RESET {name}")
+        started = time.perf_counter()
         cursor.execute("VACUUM ANALYZE knowledge_chunk")
-    return build
+        vacuum_s = time.perf_counter() - started
+    return {
+        "load_s": load_s,
+        "build_s": build_s,
+        "vacuum_s": vacuum_s,
+        "settings": ", ".join(f"{k}={v}" for k, v in BUILD_SETTINGS.items())
+        + ", m=16, ef_construction=64",
+    }
+
+
+# What is loaded in a --data-dir cluster. One row, written only once the load, the index
+# build and VACUUM ANALYZE have all finished, so an interrupted load is never reused.
+META_DDL = """
+CREATE TABLE IF NOT EXISTS bench_corpus (
+    chunks bigint NOT NULL,
+    seed integer NOT NULL,
+    corpus_version integer NOT NULL,
+    role_ids jsonb NOT NULL,
+    load_s double precision NOT NULL,
+    build_s double precision NOT NULL,
+    vacuum_s double precision NOT NULL,
+    build_settings text NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def prepared(n: int, seed: int, roles: dict) -> dict | None:
+    """The recorded load when the cluster holds exactly this corpus, else None."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(META_DDL)
+        cursor.execute(
+            "SELECT chunks, seed, corpus_version, role_ids, load_s, build_s, vacuum_s,"
+            " build_settings, loaded_at FROM bench_corpus"
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        chunks, got_seed, version, role_ids, load_s, build_s, vacuum_s, settings, at = row
+        if isinstance(role_ids, str):  # Django's psycopg setup leaves jsonb undecoded
+            role_ids = json.loads(role_ids)
+        if (chunks, got_seed, version, role_ids) != (n, seed, CORPUS_VERSION, roles):
+            print(
+                f"data dir holds {chunks:,} chunks, seed {got_seed}, corpus version {version},"
+                f" roles {role_ids}: reloading for {n:,} chunks, seed {seed},"
+                f" version {CORPUS_VERSION}, roles {roles}"
+            )
+            return None
+        # Guard against a table changed behind the record's back.
+        cursor.execute("SELECT count(*) FROM knowledge_chunk")
+        count = cursor.fetchone()[0]
+        cursor.execute("SELECT to_regclass('chunk_embedding_hnsw') IS NOT NULL")
+        has_hnsw = cursor.fetchone()[0]
+        if count != n or not has_hnsw:
+            print(f"data dir record does not match its table ({count:,} rows): reloading")
+            return None
+    return {
+        "load_s": load_s,
+        "build_s": build_s,
+        "vacuum_s": vacuum_s,
+        "settings": settings,
+        "loaded_at": at,
+    }
+
+
+def record(n: int, seed: int, roles: dict, timing: dict):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(META_DDL)
+        cursor.execute("DELETE FROM bench_corpus")
+        cursor.execute(
+            "INSERT INTO bench_corpus (chunks, seed, corpus_version, role_ids, load_s,"
+            " build_s, vacuum_s, build_settings) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                n,
+                seed,
+                CORPUS_VERSION,
+                json.dumps(roles),
+                timing["load_s"],
+                timing["build_s"],
+                timing["vacuum_s"],
+                timing["settings"],
+            ],
+        )
+
+
+def forget():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(META_DDL)
+        cursor.execute("DELETE FROM bench_corpus")
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+def relation_sizes(n: int) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_relation_size('knowledge_chunk'),"
+            " pg_total_relation_size('knowledge_chunk'),"
+            + ", ".join(f"pg_relation_size('{name}')" for name in INDEXES)
+        )
+        table, total, *indexes = cursor.fetchone()
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        version = cursor.fetchone()
+    short = {
+        "chunk_embedding_hnsw": "HNSW",
+        "chunk_allowed_roles_gin": "GIN roles",
+        "chunk_search_vector_gin": "GIN text",
+    }
+    parts = [f"table (heap) {mib(table)} ({table / n:,.0f} B/chunk)"]
+    parts += [
+        f"{short[name]} {mib(size)} ({size / n:,.0f} B/chunk)"
+        for name, size in zip(INDEXES, indexes, strict=True)
+    ]
+    parts.append(f"total with all indexes and TOAST {mib(total)}")
+    return "sizes: " + ", ".join(parts) + f"; pgvector {version[0] if version else '?'}"
 
 
 def exact_ids(cursor, vector: str, role_ids: list[int], k: int) -> list[int]:
@@ -264,11 +439,21 @@ def run_case(corpus, user, role_ids, queries, visible):
 
 
 def main():
+    run_started = time.perf_counter()
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the embedded PostgreSQL cluster and the loaded corpus under this path"
+        " (outside the repository) and reuse them when size, seed and version match",
+    )
+    parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args()
-    root = start_database()
+    data_dir = args.data_dir.resolve() if args.data_dir else None
+    root = start_database(data_dir)
+    temporary = root is not None and data_dir is None
     try:
         setup_django()
         from django.conf import settings
@@ -285,13 +470,38 @@ def main():
             f"threshold (RETRIEVAL_EXACT_THRESHOLD) = {settings.RETRIEVAL_EXACT_THRESHOLD}, k = {K}"
         )
         for n in [int(s) for s in args.sizes.split(",")]:
-            corpus = Corpus(n)
             started = time.perf_counter()
-            build = load(corpus, roles)
+            corpus = Corpus(n, seed=args.seed)
+            generate_s = time.perf_counter() - started
+            reuse = prepared(n, args.seed, roles) if data_dir else None
+            if reuse is None:
+                if data_dir:
+                    forget()
+                timing = load(corpus, roles)
+                if data_dir:
+                    record(n, args.seed, roles, timing)
+            corpus.follow_documents()
             print(
-                f"\n== {n:,} chunks (load {time.perf_counter() - started:.0f} s, "
-                f"HNSW build {build:.0f} s), {args.queries} queries per case"
+                f"\n== {n:,} chunks (load {timing['load_s']:.0f} s, "
+                f"HNSW build {timing['build_s']:.0f} s), {args.queries} queries per case"
+                if reuse is None
+                else f"\n== {n:,} chunks (prepared corpus reused from {data_dir}), "
+                f"{args.queries} queries per case"
             )
+            if reuse is None:
+                print(
+                    f"corpus generated in {generate_s:.1f} s; load {timing['load_s']:.0f} s,"
+                    f" HNSW build {timing['build_s']:.0f} s ({timing['settings']}),"
+                    f" VACUUM ANALYZE {timing['vacuum_s']:.0f} s"
+                )
+            else:
+                print(
+                    f"corpus generated in {generate_s:.1f} s; load and index build skipped"
+                    f" (loaded {reuse['loaded_at']:%Y-%m-%d %H:%M}: load {reuse['load_s']:.0f} s,"
+                    f" HNSW build {reuse['build_s']:.0f} s ({reuse['settings']}),"
+                    f" VACUUM ANALYZE {reuse['vacuum_s']:.0f} s)"
+                )
+            print(relation_sizes(n))
             header = (
                 f"{'share':>6} {'visible':>8} | {'plan':<20} {'rows==min(k,vis)':>16} "
                 f"{'recall@10':>9} {'p50 ms':>7} {'p95 ms':>7} {'vec p50':>7} | "
@@ -321,7 +531,11 @@ def main():
             connections.close_all()
             from config import embedded
 
-            embedded.stop_scratch_stack(root)
+            if temporary:
+                embedded.stop_scratch_stack(root)
+            else:
+                embedded.stop_postgres(root=root)  # the data stays for the next run
+        print(f"\ntotal {time.perf_counter() - run_started:.0f} s")
 
 
 if __name__ == "__main__":
