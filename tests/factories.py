@@ -79,3 +79,14 @@ def chunk_roles(chunk) -> list[int]:
     from knowledge.row_security import MAINTENANCE_ROLE
 
     return sorted(set(chunk.allowed_roles) - {MAINTENANCE_ROLE})
+
+
+HOTEL_POLICY = (
+    "Hotel costs are reimbursed up to 140 EUR per night in Germany and 180 EUR per night in "
+    "London. Breakfast is included."
+)
+
+
+def travel_policy(*, roles) -> Document:
+    """The travel policy many answer tests ask about: the hotel cap per city."""
+    return indexed_document(title="Travel policy", text=HOTEL_POLICY, roles=roles)

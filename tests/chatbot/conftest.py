@@ -13,12 +13,7 @@ CLOSED_PORT_URL = "http://127.0.0.1:9"
 def traveller():
     """A user whose one role sees a travel policy (the hotel cap per city) and a distractor."""
     staff = factories.role("staff")
-    factories.indexed_document(
-        title="Travel policy",
-        text="Hotel costs are reimbursed up to 140 EUR per night in Germany "
-        "and 180 EUR per night in London. Breakfast is included.",
-        roles=[staff],
-    )
+    factories.travel_policy(roles=[staff])
     factories.indexed_document(
         title="Expense rules",
         text="Receipts must be submitted within 30 days of the trip.",

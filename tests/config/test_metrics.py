@@ -117,12 +117,7 @@ def test_a_live_uvicorn_server_serves_its_metrics_to_loopback(web_server):
 
 def _hotel_reader():
     staff = factories.role("staff")
-    factories.indexed_document(
-        title="Travel policy",
-        text="Hotel costs are reimbursed up to 140 EUR per night in Germany "
-        "and 180 EUR per night in London. Breakfast is included.",
-        roles=[staff],
-    )
+    factories.travel_policy(roles=[staff])
     return factories.user(roles=[staff])
 
 

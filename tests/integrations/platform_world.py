@@ -18,12 +18,7 @@ PULL = (
 def travel_documents():
     """Staff see a travel policy; only the board sees the canary."""
     staff, board = factories.role("staff"), factories.role("board")
-    factories.indexed_document(
-        title="Travel policy",
-        text="Hotel costs are reimbursed up to 140 EUR per night in Germany "
-        "and 180 EUR per night in London. Breakfast is included.",
-        roles=[staff],
-    )
+    factories.travel_policy(roles=[staff])
     secret = factories.indexed_document(
         title=SECRET_TITLE,
         text=f"Project Heron hotel price: 9,999 EUR per night. Access code {CANARY}.",

@@ -26,12 +26,7 @@ CANARY = "CANARY-FINANCE-7731"
 @pytest.fixture
 def world(fake_slack):
     everyone, finance = factories.role("everyone"), factories.role("finance")
-    travel = factories.indexed_document(
-        title="Travel policy",
-        text="Hotel costs are reimbursed up to 140 EUR per night in Germany and 180 EUR per "
-        "night in London. Breakfast is included.",
-        roles=[everyone],
-    )
+    travel = factories.travel_policy(roles=[everyone])
     results = factories.indexed_document(
         title="Q3 results",
         text=f"Revenue in the third quarter was 412 million EUR. Board reference {CANARY}.",

@@ -23,12 +23,7 @@ PREVIEW = Path(__file__).resolve().parents[2] / "test-output" / "slack" / "worke
 
 def test_a_stranger_links_their_account_and_gets_a_cited_answer(answer_worker, fake_slack, client):
     staff = factories.role("staff")
-    factories.indexed_document(
-        title="Travel policy",
-        text="Hotel costs are reimbursed up to 140 EUR per night in Germany and 180 EUR per "
-        "night in London. Breakfast is included.",
-        roles=[staff],
-    )
+    factories.travel_policy(roles=[staff])
     nora = factories.user(username="nora", roles=[staff])
     first_hook = fake_slack.response_url("first")
 
