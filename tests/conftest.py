@@ -10,7 +10,14 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 
-from tests.processes import free_port, http_answers, session_database_url, stop_process, wait_until
+from tests.processes import (
+    free_port,
+    http_answers,
+    session_database_url,
+    stop_process,
+    uvicorn_server,
+    wait_until,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -213,14 +220,5 @@ def web_server(django_db_setup, django_db_blocker, inference_url, model_dir, tmp
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
     log_path = tmp_path_factory.mktemp("web") / "uvicorn.log"
-    command = [sys.executable, "-m", "uvicorn", "config.asgi:application"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        ready = http_answers(f"{base}/accounts/login/", status=None)
-        wait_until(ready, process=process, log_path=log_path, timeout=60, what="uvicorn")
+    with uvicorn_server(env=env, port=port, log_path=log_path, access_log=False) as base:
         yield base
-    finally:
-        stop_process(process)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +21,7 @@ __all__ = [
     "http_answers",
     "session_database_url",
     "stop_process",
+    "uvicorn_server",
     "wait_until",
 ]
 
@@ -88,3 +91,27 @@ def stop_process(process: subprocess.Popen, *, timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def uvicorn_server(
+    *, env: dict, port: int, log_path: Path, access_log: bool, timeout: float = 60
+) -> Iterator[str]:
+    """A real uvicorn serving this project on 127.0.0.1:port; yields its base URL once the
+    login page answers, and stops it afterwards."""
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    if not access_log:
+        command.append("--no-access-log")
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ready = http_answers(f"{base}/accounts/login/", status=None)
+        wait_until(ready, process=process, log_path=log_path, timeout=timeout, what="uvicorn")
+        yield base
+    finally:
+        stop_process(process)

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import secrets
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from config.logs import DropQueryStringFilter, json_formatter, redact, text_formatter
 from config.request_id import HEADER, request_id_for
 from tests import factories
-from tests.processes import free_port, http_answers, session_database_url, stop_process, wait_until
+from tests.processes import free_port, session_database_url, uvicorn_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,17 +204,9 @@ def json_logging_server(django_db_setup, tmp_path):
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests' fixture
     log_path = tmp_path / "uvicorn.log"
-    command = [sys.executable, "-m", "uvicorn", "config.asgi:application"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]  # access log on, as deployed
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        ready = http_answers(f"{base}/accounts/login/", status=None)
-        wait_until(ready, process=process, log_path=log_path, timeout=90, what="uvicorn")
+    # The access log on, as deployed.
+    with uvicorn_server(env=env, port=port, log_path=log_path, access_log=True, timeout=90) as base:
         yield base, log_path, model_password
-    finally:
-        stop_process(process)
 
 
 @pytest.mark.django_db(transaction=True)
