@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "knowledge",
     "chatbot.apps.ChatbotConfig",
     "integrations",
+    "evaluation",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,84 @@
+from django.db import models
+
+
+class EvaluationRun(models.Model):
+    """One run of a gold set through the real answer path, with what it ran on."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        FINISHED = "finished"
+        FAILED = "failed"
+
+    label = models.CharField(max_length=200, blank=True)
+    gold_set = models.CharField(max_length=100)
+    gold_set_digest = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    revision = models.CharField(max_length=64, blank=True)  # the code's git commit
+    # Everything that shapes an answer: k, budgets, floors, inference URL and kind.
+    settings = models.JSONField(default=dict)
+    # The summary table (hit@k, MRR, accuracy, ...): evaluation.metrics.summarise.
+    metrics = models.JSONField(default=dict)
+    case_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.gold_set} {self.label}".strip()
+
+
+class EvaluationCase(models.Model):
+    """One gold case's result in one run: what was retrieved, said and cited, and how it
+    scored. Texts of passages are kept as they were shown, so a later change to a document
+    does not rewrite an old run."""
+
+    class Outcome(models.TextChoices):
+        ANSWERED = "answered"  # the model's own text passed the grounding check
+        FALLBACK = "fallback"  # the grounding check replaced it with a quotation
+        NOT_FOUND = "not_found"
+        ERROR = "error"
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="cases")
+    position = models.PositiveIntegerField()
+    case_id = models.CharField(max_length=200)
+    question = models.TextField()
+    asker = models.CharField(max_length=300)
+    tags = models.JSONField(default=list)
+    expected_not_found = models.BooleanField(default=False)
+    expected_documents = models.JSONField(default=list)  # file names
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    answer = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    # [{rank, document_id, document, title, chunk_id, score, text}] as retrieved, best first.
+    retrieved = models.JSONField(default=list)
+    cited_documents = models.JSONField(default=list)  # file names, in citation order
+    hit_rank = models.PositiveIntegerField(null=True, blank=True)  # first expected document
+    correct = models.BooleanField(default=False)  # the right facts, or the right not-found
+    model_correct = models.BooleanField(default=False)  # correct, in the model's own words
+    grounded = models.BooleanField(default=False)
+    fallback_used = models.BooleanField(default=False)
+    citation_precision = models.FloatField(null=True, blank=True)
+    citation_recall = models.FloatField(null=True, blank=True)
+    leaks = models.JSONField(default=list)  # canaries or out-of-scope documents seen
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    total_ms = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    problems = models.JSONField(default=list)  # why the case is not a pass, in words
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "case_id"], name="evaluation_case_once_per_run")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case_id} ({self.outcome})"
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
