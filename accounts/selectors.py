@@ -53,6 +53,31 @@ def channel_scope(*, user: User, channel_role_ids: Iterable[int]) -> Scope:
     return _scope(user, Role.objects.filter(pk__in=list(channel_role_ids)))
 
 
+def role_set_scope(*, role_names: Iterable[str]) -> Scope:
+    """What a user holding exactly the named roles may see, with no user (the evaluation
+    harness asks as a set of roles). LookupError names any role that does not exist."""
+    names = sorted(set(role_names))
+    roles = list(Role.objects.filter(name__in=names).order_by("pk").values_list("pk", "name"))
+    missing = sorted(set(names) - {name for _, name in roles})
+    if missing:
+        raise LookupError(f"No role named {', '.join(map(repr, missing))}.")
+    return Scope(
+        user_id=None,
+        role_ids=tuple(pk for pk, _ in roles),
+        role_names=tuple(name for _, name in sorted(roles, key=lambda r: r[1])),
+        _minted_by=_MINTED_HERE,
+    )
+
+
+def role_ids_held_unchecked(*, username: str = "", role_names: Iterable[str] = ()) -> set[int]:
+    """The ids of the roles a user holds (or of the named roles), read straight from the
+    tables without user_scope: the evaluation harness's independent check of what an asker
+    may see. Not for answering requests (it ignores whether the user is active)."""
+    if username:
+        return set(Role.objects.filter(users__username=username).values_list("pk", flat=True))
+    return set(Role.objects.filter(name__in=list(role_names)).values_list("pk", flat=True))
+
+
 def username_taken(*, username: str) -> bool:
     return User.objects.filter(username=username).exists()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 
@@ -93,7 +93,7 @@ def chat_reply_stream(
     history = (
         conversation_history_turns(scope=scope, conversation=conversation) if conversation else []
     )
-    hits = chunk_search(scope=scope, query=question, k=settings.CHAT_RETRIEVAL_K)
+    hits, events = answer_events(scope=scope, question=question, history=history, started=started)
     audit = AnswerAudit(
         user=user,
         username=user.get_username(),
@@ -108,13 +108,6 @@ def chat_reply_stream(
     )
     answer: Answer | None = None
     try:
-        events = answer_from_hits(
-            question=question,
-            hits=hits,
-            history=history,
-            client=inference_client(),
-            started=started,
-        )
         # closing(): a client that goes away closes this generator, which must close the
         # HTTP stream from the inference server at once (that stops the generation there).
         with closing(events):
@@ -148,6 +141,19 @@ def chat_reply_stream(
     )
     _observe(audit)
     yield reply
+
+
+def answer_events(
+    *, scope: Scope, question: str, history: Sequence = (), started: float
+) -> tuple[list[SearchHit], Iterator[TokenEvent | AnswerEvent]]:
+    """The answer path every surface shares (chat API, web, Slack, `ask`, `evaluate`):
+    retrieval within ``scope``, then the model's streamed answer and its grounding check.
+    Returns the hits at once and the events lazily (nothing is generated until read)."""
+    hits = chunk_search(scope=scope, query=question, k=settings.CHAT_RETRIEVAL_K)
+    events = answer_from_hits(
+        question=question, hits=hits, history=history, client=inference_client(), started=started
+    )
+    return hits, events
 
 
 def chat_reply(

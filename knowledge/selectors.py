@@ -73,6 +73,25 @@ def document_titles_unchecked(*, document_ids: Iterable[int]) -> dict[int, str]:
     return dict(Document.objects.filter(pk__in=list(document_ids)).values_list("pk", "title"))
 
 
+def document_names_and_roles_unchecked(
+    *, document_ids: Iterable[int]
+) -> dict[int, tuple[str, frozenset[int]]]:
+    """Each document's name (its uploaded file's name, else its title) and role ids, for the
+    evaluation harness to check, independently of retrieval, that what a case was shown lay
+    within its asker's roles."""
+    found: dict[int, tuple[str, set[int]]] = {
+        pk: (filename or title, set())
+        for pk, filename, title in Document.objects.filter(pk__in=list(document_ids)).values_list(
+            "pk", "original_filename", "title"
+        )
+    }
+    for document_id, role_id in DocumentRole.objects.filter(
+        document_id__in=list(found)
+    ).values_list("document_id", "role_id"):
+        found[document_id][1].add(role_id)
+    return {pk: (name, frozenset(roles)) for pk, (name, roles) in found.items()}
+
+
 def ready_document_titles_unchecked() -> list[tuple[int, str]]:
     """(id, title) of every searchable document, for the auditors' filter of answer audits."""
     return list(

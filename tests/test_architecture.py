@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-APPS = ("config", "chatbot", "accounts", "knowledge", "inference", "integrations")
+APPS = ("config", "chatbot", "accounts", "knowledge", "inference", "integrations", "evaluation")
 
 # Modules of knowledge/ that may read the chunk table; everything else asks them.
 CHUNK_READERS = (
