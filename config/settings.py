@@ -398,3 +398,14 @@ METRICS_TOKEN = env("METRICS_TOKEN", default="")
 METRICS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
 # Scraped like /healthz: over plain HTTP from the host or the internal network, not redirected.
 SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]
+
+# --- MLflow: optional logging of finished evaluation runs (evaluation.tracking) ---
+# Unset: nothing is logged (and mlflow-skinny need not be installed). E.g. http://mlflow:5000.
+MLFLOW_TRACKING_URI = env("MLFLOW_TRACKING_URI", default="")
+MLFLOW_EXPERIMENT_NAME = env("MLFLOW_EXPERIMENT_NAME", default="chatbot-evaluation")
+# MLflow's own variables, with shorter defaults than MLflow's (120 s, 7 retries, backoff 2:
+# minutes of waiting on a tracking server that is down); applied while a run is logged. A
+# server that is down fails in a few seconds; one that never answers in about 35 s.
+MLFLOW_HTTP_REQUEST_TIMEOUT = env.int("MLFLOW_HTTP_REQUEST_TIMEOUT", default=10)
+MLFLOW_HTTP_REQUEST_MAX_RETRIES = env.int("MLFLOW_HTTP_REQUEST_MAX_RETRIES", default=2)
+MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR = env.int("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", default=1)
