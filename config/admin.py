@@ -33,12 +33,19 @@ class ConsoleSite(admin.AdminSite):
 
     def index(self, request, extra_context=None):
         from accounts.access_log import access_log_list
+        from accounts.policy import can_audit, request_actor
 
         mine = access_log_list().filter(actor_id=request.user.pk)[:10]
-        return super().index(request, {"my_access_changes": mine, **(extra_context or {})})
+        context = {
+            "my_access_changes": mine,
+            "may_audit": can_audit(request_actor(request)),
+            **(extra_context or {}),
+        }
+        return super().index(request, context)
 
     def get_urls(self):
         from chatbot.console import dashboard_view
+        from evaluation.console import run_detail_view, run_list_view, runs_compare_view
         from knowledge.console import view_as_view
 
         def with_site(view):
@@ -51,5 +58,16 @@ class ConsoleSite(admin.AdminSite):
         return [
             path("dashboard/", with_site(dashboard_view), name="dashboard"),
             path("view-as/", with_site(view_as_view), name="view-as"),
+            path("evaluation-runs/", with_site(run_list_view), name="evaluation-runs"),
+            path(
+                "evaluation-runs/<int:run_id>/",
+                with_site(run_detail_view),
+                name="evaluation-run",
+            ),
+            path(
+                "evaluation-runs/compare/",
+                with_site(runs_compare_view),
+                name="evaluation-compare",
+            ),
             *super().get_urls(),
         ]
