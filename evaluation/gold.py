@@ -11,7 +11,8 @@ Pure (no Django). A set lives in ``evaluation/sets/<name>.yaml``::
         expect:                # facts a correct answer contains (case-insensitive):
           any_of: ["€45", "45 euros"]   # at least one of these strings, and/or
           regex: '\\b45\\b'            # a regular expression
-        cite: [travel-and-expenses-policy.docx]  # documents to cite: file names (or titles)
+        cite: [travel-and-expenses-policy.docx]  # documents holding the answer (file names
+                                                 # or titles); citing one is enough
         never: ["€48.7 million"]  # canaries: strings from documents outside the scope
         not_found: false       # true: the right answer is the not-found answer
         history:               # earlier turns, for follow-ups

@@ -2,7 +2,8 @@
 the EvaluationCase fields, so stored runs are re-summarised the same way.
 
 Denominators (a case counts only where the figure means something):
-- hit@k, MRR, citation recall: answerable cases that name documents to cite;
+- hit@k, MRR, citation recall (one of the documents holding the answer is cited):
+  answerable cases that name documents to cite;
 - model accuracy, accuracy on answerable: cases expecting facts;
 - citation precision: cited documents of answerable cases (micro-averaged);
 - not-found correctness: cases whose right answer is the not-found answer;

@@ -49,7 +49,10 @@ class EvaluationCase(models.Model):
     asker = models.CharField(max_length=300)
     tags = models.JSONField(default=list)
     expected_not_found = models.BooleanField(default=False)
-    expected_documents = models.JSONField(default=list)  # file names
+    expected_documents = models.JSONField(default=list)  # file names (or titles)
+    # What a right answer holds, as the gold set said when the run was made: its any-of
+    # strings, and "matches /REGEX/" for a regular expression.
+    expected_facts = models.JSONField(default=list)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     answer = models.TextField(blank=True)
     error = models.TextField(blank=True)
