@@ -17,7 +17,6 @@ from django.http import Http404
 from accounts import policy
 from accounts.access_log import Action, log_access
 from accounts.policy import Actor, ManagementDenied
-from evaluation import gold
 from evaluation.metrics import COLUMNS
 from evaluation.models import EvaluationCase, EvaluationRun
 
@@ -68,19 +67,12 @@ def evaluation_run_list(*, actor: Actor) -> QuerySet[EvaluationRun]:
 
 
 @dataclass(frozen=True)
-class ReportCase:
-    case: EvaluationCase
-    # The facts a right answer holds, from the gold set file; None (and why) when unknown.
-    expected_facts: tuple[str, ...] | None
-    expected_facts_missing: str = ""
-
-
-@dataclass(frozen=True)
 class RunReport:
     run: EvaluationRun
-    failures: tuple[ReportCase, ...]  # problems non-empty, in gold-set order
-    passes: tuple[ReportCase, ...]
-    gold_note: str  # why expected facts are missing or may differ from the run's; "" if not
+    # Each case shows the expected facts it stored when the run was made, not the gold set
+    # file as it is now: a run shows what it was scored against.
+    failures: tuple[EvaluationCase, ...]  # problems non-empty, in gold-set order
+    passes: tuple[EvaluationCase, ...]
 
 
 def evaluation_run_for_audit(*, actor: Actor, run_id: int) -> RunReport:
@@ -97,55 +89,16 @@ def evaluation_run_for_audit(*, actor: Actor, run_id: int) -> RunReport:
         target_id=run.pk,
         target_label=f"evaluation run {run}",
     )
-    facts, note = _gold_facts(run)
-    cases = [_report_case(case, facts) for case in _cases(run)]
+    cases = _cases(run)
     return RunReport(
         run=run,
-        failures=tuple(c for c in cases if not c.case.passed),
-        passes=tuple(c for c in cases if c.case.passed),
-        gold_note=note,
+        failures=tuple(case for case in cases if not case.passed),
+        passes=tuple(case for case in cases if case.passed),
     )
 
 
 def _cases(run: EvaluationRun) -> list[EvaluationCase]:
     return list(EvaluationCase.objects.filter(run=run).order_by("position", "id"))
-
-
-def _report_case(case: EvaluationCase, facts: dict | None) -> ReportCase:
-    if facts is None:
-        return ReportCase(case, None, "not available (see the note above)")
-    if case.case_id not in facts:
-        return ReportCase(case, None, "this case is no longer in the gold set file")
-    return ReportCase(case, facts[case.case_id])
-
-
-def _gold_facts(run: EvaluationRun) -> tuple[dict[str, tuple[str, ...]] | None, str]:
-    """Expected facts per case id, read from the run's gold set file (the cases store the
-    expected documents, not the facts). Only a set in the sets folder is read, by name."""
-    directory = gold.SETS_DIR
-    if run.gold_set not in gold.available_sets(directory):
-        return None, (
-            f"The gold set “{run.gold_set}” is not among the sets here, so the expected facts "
-            "are not shown."
-        )
-    try:
-        gold_set = gold.load_gold_set(run.gold_set, directory=directory)
-    except gold.GoldSetError as exc:
-        return (
-            None,
-            f"The gold set file does not load ({exc}), so the expected facts are not shown.",
-        )
-    note = ""
-    if run.gold_set_digest and gold_set.digest != run.gold_set_digest:
-        note = (
-            "The gold set file has changed since this run: the expected facts are shown as "
-            "the file has them now."
-        )
-    facts = {
-        case.id: (*case.any_of, *((f"matches /{case.regex}/",) if case.regex else ()))
-        for case in gold_set.cases
-    }
-    return facts, note
 
 
 # Two runs

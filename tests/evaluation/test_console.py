@@ -4,7 +4,6 @@ before its passes, and that a comparison sorts cases into got better and got wor
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import timedelta
 
@@ -286,32 +285,79 @@ def test_show_failures_leaves_the_passing_cases_out(client, mixed_run):
     assert "Show the 1 passing case" in html
 
 
-def test_the_detail_shows_the_expected_facts_from_the_gold_set_file(client, tmp_path, monkeypatch):
-    source = (
+def expected_facts_of(html: str, case_id: str) -> str:
+    """The expected facts shown for one case of a run's page."""
+    after = html[html.index(f'data-case-id="{case_id}"') :]
+    return re.search(r'class="expected-facts">(.*?)</dd>', after, re.DOTALL).group(1)
+
+
+def test_the_detail_shows_each_cases_stored_expected_facts(client):
+    run = stored_run(
+        cases=[
+            {
+                "case_id": "meal-per-diem",
+                "problems": ["the expected facts are missing"],
+                "expected_facts": ["45 EUR", "forty-five euros", r"matches /\b45\s*EUR\b/"],
+            },
+            {
+                "case_id": "hotel-cap",
+                "problems": ["wrong"],
+                "expected_facts": ["180 EUR"],
+            },
+            {"case_id": "no-facts", "problems": ["wrong"], "expected_facts": []},
+            {
+                "case_id": "secret-project",
+                "problems": ["wrong"],
+                "expected_not_found": True,
+                "expected_facts": [],
+            },
+        ]
+    )
+    client.force_login(actor("auditor"))
+    html = client.get(detail_url(run)).content.decode()
+
+    assert expected_facts_of(html, "meal-per-diem") == (
+        r"“45 EUR”, or “forty-five euros”, or <code>matches /\b45\s*EUR\b/</code>"
+    )
+    assert expected_facts_of(html, "hotel-cap") == "“180 EUR”"
+    assert expected_facts_of(html, "no-facts") == "—"
+    not_found = html[html.index('data-case-id="secret-project"') :]
+    assert "the not-found answer" in not_found
+    assert 'class="expected-facts"' not in not_found
+
+
+def test_the_stored_facts_show_though_the_gold_file_changed_or_is_gone(
+    client, tmp_path, monkeypatch
+):
+    # The file now expects something else: the page still shows what the run was scored on.
+    (tmp_path / "tiny.yaml").write_text(
         "name: tiny\ncases:\n"
         "  - id: meal-per-diem\n    question: What is the daily meal allowance?\n"
-        "    user: eve\n    expect: {any_of: ['45 EUR', 'forty-five euros']}\n"
+        "    user: eve\n    expect: {any_of: ['50 EUR']}\n"
     )
-    (tmp_path / "tiny.yaml").write_text(source)
     monkeypatch.setattr(gold, "SETS_DIR", tmp_path)
-    digest = hashlib.sha256(source.encode()).hexdigest()
     run = stored_run(
         gold_set="tiny",
-        gold_set_digest=digest,
-        cases=[("meal-per-diem", False, ""), ("retired-case", False, "")],
-    )
-    changed = stored_run(
-        gold_set="tiny", gold_set_digest="0" * 64, cases=[("meal-per-diem", True, "")]
+        gold_set_digest="0" * 64,
+        cases=[
+            {
+                "case_id": "meal-per-diem",
+                "problems": ["wrong"],
+                "expected_facts": ["45 EUR", "matches /forty-five/"],
+            }
+        ],
     )
     client.force_login(actor("auditor"))
 
-    html = client.get(detail_url(run)).content.decode()
-    assert "“45 EUR”, or “forty-five euros”" in html
-    assert "this case is no longer in the gold set file" in html
-    assert 'id="gold-note"' not in html
-    assert "has changed since this run" in client.get(detail_url(changed)).content.decode()
-    (tmp_path / "tiny.yaml").unlink()
-    assert "is not among the sets here" in client.get(detail_url(run)).content.decode()
+    for _file in ("changed", "gone"):
+        response = client.get(detail_url(run))
+        assert response.status_code == 200
+        html = response.content.decode()
+        facts = expected_facts_of(html, "meal-per-diem")
+        assert facts == "“45 EUR”, or <code>matches /forty-five/</code>"
+        assert "50 EUR" not in html
+        assert "gold set file" not in html
+        (tmp_path / "tiny.yaml").unlink(missing_ok=True)
 
 
 def test_each_detail_read_writes_an_access_log_entry_naming_the_run(client, mixed_run):
@@ -408,6 +454,27 @@ def test_the_comparison_gives_each_figures_difference(client, before_after):
     assert "verdict-better" in accuracy_row
     latency_row = re.search(r'data-key="total_p50_ms">(.*?)</tr>', html, re.DOTALL).group(1)
     assert "verdict-worse" in latency_row
+
+
+def comparison_notes(client, a, b) -> list[str]:
+    html = client.get(compare_url(a, b)).content.decode()
+    return re.findall(r'class="warning alarm comparison-note">([^<]*)<', html)
+
+
+def test_the_comparison_warns_when_the_gold_set_file_or_k_differ(client):
+    def run(digest: str, k: int):
+        return stored_run(gold_set="tiny", gold_set_digest=digest, metrics={"cases": 0, "k": k})
+
+    client.force_login(actor("auditor"))
+    same, also_same = run("a" * 64, 5), run("a" * 64, 5)
+    assert comparison_notes(client, same, also_same) == []
+    changed_file = run("b" * 64, 5)
+    notes = comparison_notes(client, same, changed_file)
+    assert len(notes) == 1 and "The gold set file changed between the runs" in notes[0]
+    other_k = run("a" * 64, 10)
+    assert comparison_notes(client, same, other_k) == [
+        "Retrieval hit@k counted different k (A: 5, B: 10)."
+    ]
 
 
 def test_each_comparison_writes_an_access_log_entry_naming_each_run(client, before_after):
