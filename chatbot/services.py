@@ -23,7 +23,6 @@ from accounts.access_log import Action, log_access
 from accounts.policy import Actor
 from accounts.selectors import Scope
 from chatbot.answering.compose import (
-    NOT_FOUND_ANSWER,
     Answer,
     AnswerEvent,
     TokenEvent,
@@ -193,7 +192,7 @@ def _store_answer(
         conversation = Conversation.objects.create(owner=user, title=conversation_title(question))
     else:
         conversation.save(update_fields=["updated_at"])
-    not_found = not answer.sources_shown and answer.text == NOT_FOUND_ANSWER
+    not_found = answer.not_found
     scoped_roles = list(scope.role_names)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
     message = Message.objects.create(

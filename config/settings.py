@@ -331,6 +331,11 @@ CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=6)
 # Below this cosine similarity to the question a passage is unrelated to it and never reaches
 # the model (MiniLM scores unrelated text around 0.0-0.25; the demo's answers 0.41-0.77).
 ANSWER_MIN_SIMILARITY = env.float("ANSWER_MIN_SIMILARITY", default=0.25)
+# What the model reads of each passage: its lines that match the question, up to this many
+# characters (0: whole passages), and whether the best source sits last, next to the
+# question. Both measured with `manage.py evaluate` (docs/benchmarks.md).
+ANSWER_EVIDENCE_CHARS = env.int("ANSWER_EVIDENCE_CHARS", default=0)
+ANSWER_BEST_SOURCE_LAST = env.bool("ANSWER_BEST_SOURCE_LAST", default=False)
 
 # Per-user rate limits (DRF scoped throttles; a view opts in with throttle_scope). Counted in
 # Redis so that every web process shares one count. Format: "<n>/<second|minute|hour|day>".

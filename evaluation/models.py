@@ -55,6 +55,8 @@ class EvaluationCase(models.Model):
     expected_facts = models.JSONField(default=list)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     answer = models.TextField(blank=True)
+    draft = models.TextField(blank=True)  # what the model wrote, before the check
+    check_reason = models.CharField(max_length=300, blank=True)  # why the check stopped it
     error = models.TextField(blank=True)
     # [{rank, document_id, document, title, chunk_id, score, text}] as retrieved, best first.
     retrieved = models.JSONField(default=list)

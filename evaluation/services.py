@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts.selectors import Scope, role_ids_held_unchecked, role_set_scope, user_scope
-from chatbot.answering.compose import NOT_FOUND_ANSWER, Answer, AnswerEvent, elapsed_ms
+from chatbot.answering.compose import Answer, AnswerEvent, elapsed_ms
 from chatbot.answering.grounding import is_dont_know
 from chatbot.answering.prompts import QuestionTooLong, Turn
 from chatbot.services import answer_events
@@ -38,6 +38,8 @@ PASSAGE_CHARS = 1200  # of each retrieved passage kept with a case
 RECORDED_SETTINGS = (
     "CHAT_RETRIEVAL_K",
     "ANSWER_MIN_SIMILARITY",
+    "ANSWER_EVIDENCE_CHARS",
+    "ANSWER_BEST_SOURCE_LAST",
     "INFERENCE_PROMPT_BUDGET",
     "INFERENCE_URL",
     "INFERENCE_MODEL_NAME",
@@ -152,6 +154,8 @@ def _evaluate_case(*, run: EvaluationRun, case: GoldCase, position: int) -> Eval
     answer = outcome.answer
     result.model = answer.model  # not stored: summarised into the run
     result.answer = answer.text
+    result.draft = answer.draft
+    result.check_reason = answer.check[:300]
     result.prompt_tokens = answer.prompt_tokens
     result.completion_tokens = answer.completion_tokens
     result.fallback_used = answer.fallback_used
@@ -215,9 +219,7 @@ def _scope(case: GoldCase) -> Scope:
 
 
 def _is_not_found(answer: Answer) -> bool:
-    if not answer.sources_shown and answer.text == NOT_FOUND_ANSWER:
-        return True
-    return not answer.citations and is_dont_know(answer.text)
+    return answer.not_found or (not answer.citations and is_dont_know(answer.text))
 
 
 def _leaks(*, case: GoldCase, outcome: _Outcome, files: dict) -> list[str]:
@@ -257,7 +259,11 @@ def _problems(result: EvaluationCase, *, case: GoldCase, k: int) -> list[str]:
     elif not result.correct:
         problems.append("the expected facts are not in the answer")
     if result.outcome == EvaluationCase.Outcome.FALLBACK:
-        problems.append("the model's answer failed the grounding check: a passage was quoted")
+        problems.append(
+            "the model's answer failed the grounding check"
+            + (f" ({result.check_reason})" if result.check_reason else "")
+            + ": a passage was quoted"
+        )
     if case.cite:
         if result.hit_rank is None or result.hit_rank > k:
             problems.append(f"retrieval did not find {' or '.join(case.cite)} in the top {k}")

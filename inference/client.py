@@ -51,6 +51,12 @@ class CompletionStream:
         self._events = events
         self.completion: Completion | None = None
 
+    def close(self) -> None:
+        """Stop reading: closes the HTTP stream, which stops the generation on the server."""
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
         model, finish_reason, usage = "", "", {}

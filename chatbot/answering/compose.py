@@ -17,7 +17,15 @@ from typing import Any
 
 from django.conf import settings
 
-from chatbot.answering.grounding import check_answer, fallback
+from chatbot.answering.evidence import select_evidence
+from chatbot.answering.grounding import (
+    NOT_FOUND_ANSWER,
+    GroundingResult,
+    SentenceGate,
+    fallback,
+    not_found_result,
+    passage_for,
+)
 from chatbot.answering.prompts import (
     NO_SOURCE_MARKER,
     Prompt,
@@ -31,7 +39,6 @@ from chatbot.citations import Citation
 from inference.client import CompletionStream, InferenceClient, InferenceUnavailable
 from inference.model_files import ModelKind, locate_model_dir, model_kind
 
-NOT_FOUND_ANSWER = "I could not find this in the documents you have access to."
 SNIPPET_CHARS = 240
 _LEADING_MARKER = re.compile(r"^\s*\[\s*(none|\d+(?:\s*,\s*\d+)*)\s*\]\s*", re.IGNORECASE)
 _MARKER_SCAN_CHARS = 16
@@ -48,6 +55,9 @@ class Answer:
     fallback_used: bool
     grounded: bool = True
     sources_shown: list[int] = field(default_factory=list)  # chunk ids put in the prompt
+    not_found: bool = False  # the not-found answer: nothing the asker may see answers this
+    draft: str = ""  # what the model wrote, before the check (for the evaluation's report)
+    check: str = ""  # why the check stopped the model's text, if it did
 
 
 class ModelUnavailable(InferenceUnavailable):
@@ -103,7 +113,9 @@ def answer_from_hits(
     if not relevant:
         yield AnswerEvent(_not_found(started))
         return
-    sources = [_source(index, hit) for index, hit in enumerate(relevant, start=1)]
+    sources = [
+        _source(index, hit, question=question) for index, hit in enumerate(relevant, start=1)
+    ]
     directory = model_dir() if kind is None or counter is None else None
     prompt = build_prompt(
         question=question,
@@ -112,26 +124,40 @@ def answer_from_hits(
         kind=kind or configured_kind(directory),
         counter=counter or token_counter(directory),
         budget_tokens=settings.INFERENCE_PROMPT_BUDGET,
+        best_last=settings.ANSWER_BEST_SOURCE_LAST,
     )
     client = client or inference_client()
     reader = _AnswerReader(prompt.answer_prefix)
+    gate = SentenceGate(question=question, sources=prompt.sources)
+    deltas = 0
     try:
         stream = _start(client, prompt)
         for delta in stream:
-            if text := reader.feed(delta):
-                yield TokenEvent(text)
+            deltas += 1
+            for sentence in gate.push(reader.feed(delta), citations=reader.citation_marker):
+                yield TokenEvent(sentence)
+            if reader.says_no_source:  # "[none]": whatever follows is not an answer
+                gate.stopped = gate.not_found = True
+            if gate.stopped:  # a sentence failed the check, or the model repeats itself
+                stream.close()
+                break
+        else:
+            for sentence in gate.push(reader.flush(), citations=reader.citation_marker):
+                yield TokenEvent(sentence)
+            for sentence in gate.close(citations=reader.citation_marker):
+                yield TokenEvent(sentence)
     except InferenceUnavailable as exc:
         scores = {hit.chunk_id: getattr(hit, "score", 0.0) for hit in hits}
         sources = [_citation(s, None, score=scores.get(s.chunk_id, 0.0)) for s in prompt.sources]
         raise ModelUnavailable(str(exc), sources=sources) from exc
-    if text := reader.flush():
-        yield TokenEvent(text)
     yield AnswerEvent(
         _finish(
             question=question,
             prompt=prompt,
             reader=reader,
+            gate=gate,
             stream=stream,
+            deltas=deltas,
             started=started,
             scores={hit.chunk_id: getattr(hit, "score", 0.0) for hit in hits},
         )
@@ -210,6 +236,13 @@ class _AnswerReader:
         return body
 
     @property
+    def citation_marker(self) -> str:
+        """The leading "[2]" a base model chose ("" for none or an instruct model)."""
+        if not self.marker or self.marker == "none":
+            return ""
+        return "".join(f"[{n.strip()}]" for n in self.marker.split(","))
+
+    @property
     def says_no_source(self) -> bool:
         return self.marker == NO_SOURCE_MARKER.strip("[]")
 
@@ -219,38 +252,53 @@ def _finish(
     question: str,
     prompt: Prompt,
     reader: _AnswerReader,
+    gate: SentenceGate,
     stream: CompletionStream,
+    deltas: int,
     started: float,
     scores: dict[int, float],
 ) -> Answer:
+    """The answer is what the gate let through (every sentence checked before it was
+    streamed); when it let nothing through, a quoted passage or the not-found answer."""
     completion = stream.completion
-    result = check_answer(answer=reader.text, sources=prompt.sources, question=question)
-    if reader.says_no_source and not result.fallback_used and result.cited:
-        # "[none]" and then citing a source contradicts itself.
-        result = fallback(question=question, sources=prompt.sources, reason="contradictory")
+    result: GroundingResult
+    if gate.accepted:
+        result = gate.result
+    elif reader.says_no_source or gate.not_found:
+        result = not_found_result("the model found no answer in the sources")
+    else:
+        result = fallback(question=question, sources=prompt.sources, reason=gate.reason)
     by_index = {source.index: source for source in prompt.sources}
     citations = [
-        _citation(by_index[i], result, score=scores.get(by_index[i].chunk_id, 0.0))
+        _citation(
+            by_index[i], result, score=scores.get(by_index[i].chunk_id, 0.0), question=question
+        )
         for i in result.cited
         if i in by_index
     ]
     return Answer(
         text=result.text,
         citations=citations,
-        model=completion.model if completion else "",
+        model=(completion.model if completion else "") or _served_model(stream),
         prompt_tokens=(completion.prompt_tokens if completion else 0) or prompt.prompt_tokens,
-        completion_tokens=completion.completion_tokens if completion else 0,
+        completion_tokens=(completion.completion_tokens if completion else 0) or deltas,
         latency_ms=elapsed_ms(started),
         fallback_used=result.fallback_used,
         grounded=result.grounded,
         sources_shown=[source.chunk_id for source in prompt.sources],
+        not_found=result.not_found,
+        draft=reader.text,
+        check=gate.reason if gate.stopped and gate.reason != gate.DONE else "",
     )
 
 
-def _citation(source: Source, result: Any, *, score: float) -> Citation:
-    snippet = source.text
-    if result is not None and result.fallback_used and '"' in result.text:
-        snippet = result.text.split('"', 1)[1].rsplit('"', 1)[0]
+def _served_model(stream: CompletionStream) -> str:
+    return getattr(stream, "model", "") or ""
+
+
+def _citation(source: Source, result: Any, *, score: float, question: str = "") -> Citation:
+    # The passage that matches the question (the quoted one, for a quote), else the start.
+    snippet = passage_for(question, source) if question else source.text
     if len(snippet) > SNIPPET_CHARS:
         snippet = snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
     return Citation(
@@ -274,14 +322,22 @@ def _not_found(started: float) -> Answer:
         fallback_used=False,
         grounded=True,
         sources_shown=[],
+        not_found=True,
     )
 
 
-def _source(index: int, hit: Any) -> Source:
+def _source(index: int, hit: Any, *, question: str) -> Source:
+    """The hit as the model reads it: its lines that match the question, within
+    settings.ANSWER_EVIDENCE_CHARS (0: the whole passage)."""
+    text = hit.text
+    if settings.ANSWER_EVIDENCE_CHARS:
+        text = select_evidence(
+            question=question, text=text, max_chars=settings.ANSWER_EVIDENCE_CHARS
+        )
     return Source(
         index=index,
         title=hit.title,
-        text=hit.text,
+        text=text,
         heading=getattr(hit, "heading", "") or "",
         chunk_id=hit.chunk_id,
         document_id=hit.document_id,

@@ -1,60 +1,61 @@
-"""Check a generated answer against the sources it was given; replace it when ungrounded."""
+"""Check a generated answer's claims against the sources it was shown.
+
+A claim is checked, not a token: each figure in the answer (other than one echoed from the
+question) must appear in a source sentence or table cell that is about the thing asked (it
+shares a term of the question; in a table, the cell's row and column both do, where the
+question names any). A right figure under the wrong citation is re-cited to the source
+that holds it. An answer with no figures must be supported by its cited passages. Prompt
+markup, copied table rows, repeated sentences and text addressed to the assistant never
+reach the user.
+
+When the model's text cannot be kept, the answer is the best matching sentence or table
+row, quoted and cited ("The Travel policy says: “…” [1]"); when nothing the asker may see
+matches the question well enough, it is the not-found answer, the same whether the answer
+exists elsewhere or nowhere.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chatbot.answering.prompts import DONT_KNOW, Source
 
-FALLBACK_INTRO = "I could not produce a reliable answer from the model."
+NOT_FOUND_ANSWER = "I could not find this in the documents you have access to."
 QUOTE_CHARS = 300
+# A quote must match at least this share of the question's terms (and one of them).
+MIN_QUOTE_MATCH = 0.5
 
 _CITATION = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
 # Numbers, amounts, dates, times and codes: any word that contains a digit ("1,350",
 # "12.03.2024", "08:30", "HW-17", "32-11-00", "A320").
 _FIGURE = re.compile(r"[\w$€£¥%./:,-]*\d[\w$€£¥%./:,-]*")
+_CURRENCY = re.compile(r"^(?:[$€£¥]|eur|usd|gbp)|(?:[$€£¥])$")
 _DONT_KNOW = re.compile(
     r"\b(i\s+(?:do\s*n[o']t|don't|cannot|can't|could\s*not)\s+(?:know|find|tell|answer)"
     r"|not\s+(?:contained|mentioned|stated|found)\s+in\s+the\s+(?:sources|documents))",
     re.IGNORECASE,
 )
-_WORD = re.compile(r"[a-z0-9]{3,}")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“(]?[A-Z0-9€$£])|\n+")
+_MARKUP = re.compile(r"<\s*/?\s*(?:source|question)\b[^>]*>?|</?\w+>", re.IGNORECASE)
+# Text that addresses the assistant, as a planted instruction in a document would.
+_ADDRESSED = re.compile(
+    r"\b(ignore|disregard|forget)\b.{0,40}\b(instructions?|rules|prompt)\b"
+    r"|\b(system prompt|you are (?:now )?(?:an? )?(?:assistant|ai|language model|chatbot))\b"
+    r"|\b(?:as an ai|assistant:)",
+    re.IGNORECASE,
+)
 _STOPWORDS = frozenset(
-    (
-        "the",
-        "and",
-        "for",
-        "are",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "how",
-        "does",
-        "with",
-        "from",
-        "that",
-        "this",
-        "have",
-        "has",
-        "can",
-        "any",
-        "all",
-        "our",
-        "you",
-        "your",
-        "per",
-        "its",
-        "into",
-        "there",
-        "their",
-        "about",
-    )
+    """a an the and or of to in on at by for from with into onto over under about as is are
+    was were be been being do does did done has have had having can could should would will
+    shall may might must what when where which who whom whose why how that this these those
+    there their they them it its our ours you your yours we us i me my mine he she his her
+    any all some each every per not no yes if then than so such also only just very more
+    most much many long often get got tell me please need want know say said give given
+    veluna air company staff employee employees""".split()
 )
 
 
@@ -65,6 +66,20 @@ class GroundingResult:
     fallback_used: bool
     cited: tuple[int, ...]  # source indices the final text cites, in order of appearance
     reason: str = ""
+    not_found: bool = False
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """A sentence, or a table cell with its row and column, of one source."""
+
+    source: Source
+    text: str  # what a quote shows (a row is rendered with its column names)
+    terms: frozenset[str]
+    row_terms: frozenset[str] = frozenset()  # a cell: its row's first cell
+    column_terms: frozenset[str] = frozenset()  # a cell: its column's header
+    row_sets: tuple[frozenset[str], ...] = ()  # a cell: every row's first cell, as terms
+    column_sets: tuple[frozenset[str], ...] = ()  # a cell: every column's header, as terms
 
 
 def cited_indices(text: str) -> tuple[int, ...]:
@@ -90,91 +105,410 @@ def is_dont_know(text: str) -> bool:
     return DONT_KNOW.lower() in text.lower() or bool(_DONT_KNOW.search(text))
 
 
+def clean_answer(text: str) -> str:
+    """The answer without prompt markup, text addressed to the assistant, repeated
+    sentences or a trailing unfinished sentence (when a finished one precedes it)."""
+    text = _MARKUP.sub(" ", text)
+    kept: list[str] = []
+    seen: set[str] = set()
+    for sentence in _sentences(text):
+        key = " ".join(_WORD.findall(_CITATION.sub(" ", sentence).lower()))
+        if not key or key in seen or _ADDRESSED.search(sentence):
+            continue
+        seen.add(key)
+        kept.append(sentence)
+    if len(kept) > 1 and not _finished(kept[-1]):
+        kept.pop()
+    return " ".join(kept).strip()
+
+
 def check_answer(*, answer: str, sources: Sequence[Source], question: str) -> GroundingResult:
-    """Pass a grounded answer through unchanged; replace anything else with a quoted passage.
-
-    Grounded means: an honest "I don't know" without figures, or an answer that cites only
-    sources it was shown and whose every figure appears in one of the sources it cites.
-    """
-    answer = answer.strip()
+    """Keep a grounded answer (cleaned, its citations repaired); replace anything else with
+    a quoted passage, or the not-found answer when no passage matches the question."""
+    text = clean_answer(answer)
     by_index = {source.index: source for source in sources}
-    cited = cited_indices(answer)
-    figures = key_figures(answer)
+    if is_dont_know(text) and not cited_indices(text) and not key_figures(text):
+        return not_found_result()
+    if not text:
+        return fallback(question=question, sources=sources, reason="the answer is empty")
+    if "|" in text:
+        return fallback(question=question, sources=sources, reason="a copied table row")
+    cited = tuple(i for i in cited_indices(text) if i in by_index)
+    echoed = key_figures(text) & key_figures(question)
+    figures = key_figures(text) - echoed
+    if unknown := [f for f in sorted(echoed) if not _in_any(f, sources)]:
+        # The question's own figure names what is asked, but it is no answer unless a
+        # source states it ("is it 999 EUR?" must not come back as "it is 999 EUR").
+        return fallback(
+            question=question,
+            sources=sources,
+            reason=f"the figure {unknown[0]!r} comes from the question, not the sources",
+        )
+    if figures:
+        holders, reason = _figure_holders(figures, sources=sources, question=question)
+        if reason:
+            return fallback(question=question, sources=sources, reason=reason)
+        if not set(holders) & set(cited):
+            cited = holders[:1]  # the right figure under the wrong (or no) citation
+    elif not cited:
+        return fallback(question=question, sources=sources, reason="the answer cites no source")
+    elif _states_figures(best_unit(question=question, sources=sources)):
+        # The passage that answers the question gives a figure; an answer without one
+        # ("The torque applies to the bolt.") does not answer it.
+        return fallback(
+            question=question, sources=sources, reason="the answer leaves out the figure asked"
+        )
+    for sentence in _sentences(text):
+        if key_figures(sentence) - echoed:
+            continue  # its figures were checked above
+        if not _supported(sentence, [by_index[i] for i in cited]):
+            return fallback(
+                question=question, sources=sources, reason="the cited passages do not say this"
+            )
+    final = _with_citations(text, cited)
+    return GroundingResult(text=final, grounded=True, fallback_used=False, cited=cited)
 
-    if is_dont_know(answer) and not cited and not figures:
-        return GroundingResult(text=answer, grounded=True, fallback_used=False, cited=())
-    reason = _ungrounded_reason(answer=answer, cited=cited, figures=figures, by_index=by_index)
-    if reason is None:
-        return GroundingResult(text=answer, grounded=True, fallback_used=False, cited=cited)
-    return fallback(question=question, sources=sources, reason=reason)
+
+MAX_SENTENCES = 3  # a factual answer; more is the small model running on
 
 
-def _ungrounded_reason(*, answer, cited, figures, by_index) -> str | None:
-    if not answer:
-        return "the model returned an empty answer"
-    missing = [index for index in cited if index not in by_index]
-    if missing:
-        return f"the answer cites [{missing[0]}], which is not among its sources"
-    if not cited:
-        return "the answer cites no source"
-    cited_text = _normalise_text(" ".join(by_index[index].text for index in cited))
-    for figure in sorted(figures):
-        if not _figure_in(figure, cited_text):
-            return f"the figure {figure!r} does not appear in the cited sources"
-    return None
+class SentenceGate:
+    """Lets an answer through a sentence at a time, each only once the answer so far (with
+    the model's citation) passes check_answer: the user never reads text that is then
+    withdrawn. ``stopped`` asks the caller to stop generating: a sentence failed, the
+    model repeats itself or has said enough."""
+
+    DONE = ""  # ``reason`` while every sentence so far passed
+
+    def __init__(self, *, question: str, sources: Sequence[Source]):
+        self.question = question
+        self.sources = sources
+        self.accepted: list[str] = []
+        self.result: GroundingResult | None = None
+        self.pending = ""
+        self.stopped = False
+        self.not_found = False
+        self.reason = "the model wrote nothing"
+        self._seen: set[str] = set()
+
+    def push(self, text: str, *, citations: str) -> list[str]:
+        if self.stopped or not text:
+            return []
+        self.pending += text
+        parts = _SENTENCE_END.split(self.pending)
+        complete, self.pending = parts[:-1], parts[-1]
+        return self._take(complete, citations=citations)
+
+    def close(self, *, citations: str) -> list[str]:
+        rest, self.pending = self.pending, ""
+        return self._take([rest] if rest.strip() else [], citations=citations)
+
+    def _take(self, sentences: list[str], *, citations: str) -> list[str]:
+        shown = []
+        for raw in sentences:
+            if self.stopped:
+                break
+            sentence = clean_answer(raw)
+            key = " ".join(_WORD.findall(_CITATION.sub(" ", raw).lower()))
+            if not sentence:
+                if key in self._seen or _ADDRESSED.search(raw):
+                    self.stopped = True  # repeating itself, or repeating a planted note
+                continue
+            candidate = " ".join([*self.accepted, sentence])
+            if citations and not cited_indices(candidate):
+                candidate = f"{candidate} {citations}"
+            result = check_answer(answer=candidate, sources=self.sources, question=self.question)
+            if not result.grounded or result.fallback_used or result.not_found:
+                self.stopped = True
+                self.not_found = result.not_found and not self.accepted
+                self.reason = result.reason or "the answer does not match its sources"
+                break
+            self._seen.add(key)
+            self.accepted.append(sentence)
+            self.result = result
+            shown.append(_CITATION.sub("", sentence).strip() + " ")
+            self.reason = self.DONE
+            if len(self.accepted) >= MAX_SENTENCES:
+                self.stopped = True
+        return [text for text in shown if text.strip()]
+
+
+def not_found_result(reason: str = "") -> GroundingResult:
+    return GroundingResult(
+        text=NOT_FOUND_ANSWER, grounded=True, fallback_used=False, cited=(), reason=reason,
+        not_found=True,
+    )  # fmt: skip
 
 
 def fallback(*, question: str, sources: Sequence[Source], reason: str) -> GroundingResult:
-    if not sources:
-        return GroundingResult(
-            text=DONT_KNOW, grounded=False, fallback_used=True, cited=(), reason=reason
-        )
-    source = most_relevant_source(question=question, sources=sources)
-    passage = most_relevant_passage(question=question, text=source.text)
-    text = (
-        f"{FALLBACK_INTRO} The most relevant passage is from [{source.index}] "
-        f'{source.title}: "{passage}"'
-    )
+    """The passage that best matches the question, quoted and cited; the not-found answer
+    when no passage matches it well enough."""
+    best = best_unit(question=question, sources=sources)
+    if best is None:
+        return not_found_result(reason)
+    quote = best.text if len(best.text) <= QUOTE_CHARS else best.text[: QUOTE_CHARS - 1] + "…"
+    text = f"The {_title(best.source)} says: “{quote.rstrip()}” [{best.source.index}]"
     return GroundingResult(
-        text=text, grounded=False, fallback_used=True, cited=(source.index,), reason=reason
+        text=text,
+        grounded=False,
+        fallback_used=True,
+        cited=(best.source.index,),
+        reason=reason,
     )
 
 
-def most_relevant_source(*, question: str, sources: Sequence[Source]) -> Source:
-    terms = _terms(question)
-    # Ties go to the better-ranked (earlier) source.
-    return max(sources, key=lambda s: (len(terms & _terms(s.text + " " + s.title)), -s.index))
+def best_unit(*, question: str, sources: Sequence[Source]) -> _Unit | None:
+    """The sentence or table row of the sources that shares most of the question's terms
+    (ties: the better-ranked source, then the earlier unit); None when the best shares
+    fewer than MIN_QUOTE_MATCH of them."""
+    wanted = _terms(question)
+    if not wanted:
+        return None
+    best, best_score = None, (0, 0)
+    for source in sorted(sources, key=lambda s: s.index):
+        title = _terms(source.title)
+        for unit in _rows_and_sentences(source):
+            # Most terms of the question; then the fewest other words (the sharper one).
+            score = (len(wanted & (unit.terms | title)), -len(unit.terms - wanted))
+            if score > best_score:
+                best, best_score = unit, score
+    if best is None or best_score[0] < max(1, math.ceil(MIN_QUOTE_MATCH * len(wanted))):
+        return None
+    return best
 
 
-def most_relevant_passage(*, question: str, text: str) -> str:
-    terms = _terms(question)
-    sentences = [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
-    if not sentences:
-        return ""
-    best = max(range(len(sentences)), key=lambda i: (len(terms & _terms(sentences[i])), -i))
-    passage = sentences[best]
-    if best + 1 < len(sentences) and len(passage) + len(sentences[best + 1]) < QUOTE_CHARS:
-        passage += " " + sentences[best + 1]
-    if len(passage) > QUOTE_CHARS:
-        passage = passage[: QUOTE_CHARS - 1].rstrip() + "…"
-    return passage
+def passage_for(question: str, source: Source) -> str:
+    """The part of ``source`` that best matches the question (for a citation's snippet)."""
+    unit = best_unit(question=question, sources=[source])
+    return unit.text if unit else source.text
+
+
+def _figure_holders(
+    figures: set[str], *, sources: Sequence[Source], question: str
+) -> tuple[tuple[int, ...], str]:
+    """Source indices whose units hold every figure as something the question asks about;
+    or a reason why a figure is not grounded."""
+    wanted = _terms(question)
+    units = [u for s in sources for u in _cells_and_sentences(s)]
+    # The figure must come from (nearly) the best match for the question among the
+    # passages that state any figure: not the neighbouring row's, nor another sentence's.
+    best = max((_score(u, wanted) for u in units if any(c.isdigit() for c in u.text)), default=0)
+    holders: tuple[int, ...] | None = None
+    for figure in sorted(figures):
+        found_in = [u for u in units if _figure_in(figure, u)]
+        if not found_in:
+            return (), f"the figure {figure!r} is not in the sources"
+        attached = [u for u in found_in if _about(u, wanted) and _score(u, wanted) >= best - 1]
+        if not attached:
+            return (), f"the figure {figure!r} is about something else in the sources"
+        indices = tuple(dict.fromkeys(u.source.index for u in attached))
+        holders = indices if holders is None else tuple(i for i in holders if i in indices)
+        if not holders:
+            return (), "the figures come from different sources"
+    return holders or (), ""
+
+
+def _states_figures(unit: _Unit | None) -> bool:
+    return unit is not None and bool(key_figures(unit.text))
+
+
+def _in_any(figure: str, sources: Sequence[Source]) -> bool:
+    return any(_figure_in(figure, _Unit(s, s.text, frozenset())) for s in sources)
+
+
+def _score(unit: _Unit, wanted: set[str]) -> int:
+    if unit.row_sets or unit.column_sets:
+        return len(wanted & (unit.row_terms | unit.column_terms))
+    return len(wanted & unit.terms)
+
+
+def _about(unit: _Unit, wanted: set[str]) -> bool:
+    """Whether the unit is about what the question asks. A table cell is when its row is
+    the table's best fit for the question (where the question names any row) and so is
+    its column: the neighbouring row's or column's figure is not the answer."""
+    if not wanted:
+        return True
+    if not unit.row_sets and not unit.column_sets:
+        return bool(wanted & unit.terms)
+    row_fits = _best_fit(unit.row_terms, unit.row_sets, wanted)
+    column_fits = _best_fit(unit.column_terms, unit.column_sets, wanted)
+    return row_fits and column_fits and bool(wanted & (unit.row_terms | unit.column_terms))
+
+
+def _best_fit(
+    terms: frozenset[str], alternatives: tuple[frozenset[str], ...], wanted: set[str]
+) -> bool:
+    """True when the question names none of the alternatives, or ``terms`` fits it at least
+    as well as any of them (shared terms, less half a point per term it does not ask)."""
+    if not any(wanted & other for other in alternatives):
+        return True
+
+    def fit(candidate: frozenset[str]) -> float:
+        return len(wanted & candidate) - 0.5 * len(candidate - wanted)
+
+    return bool(wanted & terms) and fit(terms) >= max(fit(other) for other in alternatives)
+
+
+def _supported(text: str, cited: Sequence[Source]) -> bool:
+    """Most of an answer's own words are in its cited passages."""
+    said = _terms(_CITATION.sub(" ", text))
+    if not said:
+        return False
+    known = set().union(*(_terms(s.text + " " + s.title) for s in cited))
+    return len(said & known) >= 0.6 * len(said)
+
+
+def _with_citations(text: str, cited: tuple[int, ...]) -> str:
+    if cited and set(cited_indices(text)) == set(cited):
+        return text
+    bare = _CITATION.sub("", text).strip()
+    bare = re.sub(r"\s+([.,;:!?])", r"\1", bare)
+    return f"{bare} {''.join(f'[{i}]' for i in cited)}".strip()
+
+
+# Sources as units: sentences, and pipe tables as rows (for quotes) or cells (for claims).
+
+
+def _rows_and_sentences(source: Source) -> list[_Unit]:
+    units = []
+    for block in _blocks(source.text):
+        if isinstance(block, _Table):
+            units.extend(
+                _Unit(source, block.render(row), _terms(" ".join([*block.header, *row])))
+                for row in block.rows
+            )
+        else:
+            units.extend(_Unit(source, s, _terms(s)) for s in _sentences(block))
+    return units
+
+
+def _cells_and_sentences(source: Source) -> list[_Unit]:
+    units = []
+    for block in _blocks(source.text):
+        if isinstance(block, _Table):
+            row_sets = tuple(frozenset(_terms(row[0])) for row in block.rows)
+            column_sets = tuple(frozenset(_terms(header)) for header in block.header[1:])
+            for row in block.rows:
+                row_terms = _terms(row[0])
+                for position, cell in enumerate(row[1:], start=1):
+                    header = block.header[position] if position < len(block.header) else ""
+                    units.append(
+                        _Unit(
+                            source,
+                            cell,
+                            _terms(" ".join([*block.header, *row])),
+                            row_terms=frozenset(row_terms),
+                            column_terms=frozenset(_terms(header)),
+                            row_sets=row_sets,
+                            column_sets=column_sets,
+                        )
+                    )
+        else:
+            units.extend(_Unit(source, s, _terms(s)) for s in _sentences(block))
+    return units
+
+
+@dataclass(frozen=True)
+class _Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    def render(self, row: tuple[str, ...]) -> str:
+        named = [
+            f"{self.header[i]}: {cell}" if i < len(self.header) else cell
+            for i, cell in enumerate(row[1:], start=1)
+        ]
+        return f"{row[0]}: {'; '.join(named)}" if named else row[0]
+
+
+def _blocks(text: str) -> list[str | _Table]:
+    """Prose and pipe tables, in order. A table's lines hold " | "; its first line is the
+    header, and the prose glued to its first or last line by the chunker is split off."""
+    blocks: list[str | _Table] = []
+    lines = text.split("\n")
+    prose: list[str] = []
+    table: list[list[str]] = []
+    for line in lines:
+        if line.count("|") >= 1 and " | " in line:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not table:
+                lead, _, first = cells[0].rpartition(". ")
+                if first and lead:
+                    prose.append(lead + ".")
+                    cells[0] = first
+            table.append(cells)
+            continue
+        if table:
+            blocks.extend(_flush_prose(prose))
+            blocks.append(_table(table, prose_after=prose))
+            table = []
+        prose.append(line)
+    if table:
+        blocks.extend(_flush_prose(prose))
+        blocks.append(_table(table, prose_after=prose))
+    blocks.extend(_flush_prose(prose))
+    return blocks
+
+
+def _flush_prose(prose: list[str]) -> list[str]:
+    text = " ".join(p for p in prose if p.strip())
+    prose.clear()
+    return [text] if text.strip() else []
+
+
+def _table(lines: list[list[str]], *, prose_after: list[str]) -> _Table:
+    width = len(lines[0])
+    last = lines[-1]
+    if len(last) == width and last[-1].count(" ") > 2:  # prose glued after the last cell
+        cell, _, rest = last[-1].partition(" ")
+        if rest:
+            last[-1] = cell
+            prose_after.append(rest)
+    header = tuple(lines[0])
+    rows = tuple(tuple(line) for line in lines[1:] if any(line))
+    return _Table(header, rows)
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s and s.strip()]
+
+
+def _finished(sentence: str) -> bool:
+    return bool(re.search(r"[.!?…”\"')\]]\s*(\[\d+(?:,\s*\d+)*\]\s*)*$", sentence.strip()))
 
 
 def _terms(text: str) -> set[str]:
-    return {word for word in _WORD.findall(text.lower()) if word not in _STOPWORDS}
+    return {
+        _stem(word)
+        for word in _WORD.findall(text.lower())
+        if word not in _STOPWORDS and (len(word) > 2 or any(ch.isdigit() for ch in word))
+    }
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ies", "es", "s"):
+        if word.endswith(suffix) and len(word) > len(suffix) + 3:
+            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return word
+
+
+def _title(source: Source) -> str:
+    title = source.title.strip() or "document"
+    return title[:1].upper() + title[1:] if title[:1].islower() else title
 
 
 def _normalise(figure: str) -> str:
     return figure.strip(".,:;/-").lower()
 
 
-def _normalise_text(text: str) -> str:
-    return " ".join(text.lower().split())
+def _figure_in(figure: str, unit: _Unit) -> bool:
+    """Whole-figure match: "80" is not found in "180", "1350" matches "1,350", "45 EUR"
+    matches "€45"."""
+    text = _compact(" ".join(unit.text.lower().split()))
+    bare = _CURRENCY.sub("", _compact(figure)) or _compact(figure)
+    pattern = re.compile(rf"(?<![\w.,]){re.escape(bare)}(?![\w]|[.,]\d)")
+    return bool(pattern.search(text))
 
 
-def _figure_in(figure: str, text: str) -> bool:
-    """Whole-figure match: "80" is not found in "180", "1350" matches "1,350"."""
-    compact_figure = re.sub(r"(?<=\d),(?=\d{3}\b)", "", figure)
-    compact_text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    pattern = re.compile(rf"(?<![\w.,]){re.escape(compact_figure)}(?![\w]|[.,]\d)")
-    return bool(pattern.search(compact_text))
+def _compact(text: str) -> str:
+    return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)

@@ -144,12 +144,15 @@ def build_prompt(
     counter: TokenCounter,
     budget_tokens: int,
     max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
+    best_last: bool = False,
 ) -> Prompt:
     """Fit the question, then the best-ranked sources, then recent history into the budget.
 
     The question is never cut (QuestionTooLong if it alone does not fit). Sources are
     taken in the given order (best first); the first one that does not fit is trimmed and
-    the rest dropped. History gets what is left, newest turns first.
+    the rest dropped. History gets what is left, newest turns first. ``best_last`` lists
+    the sources worst first, so the best one sits next to the question (numbers still
+    follow the ranking: [1] is the best).
     """
     question = " ".join(question.split())
     render = _render_base if kind == "base" else _render_instruct
@@ -165,7 +168,8 @@ def build_prompt(
         question, sources, render=render, count=count, counter=counter, budget=budget_tokens
     )
     turns = _fit_history(question, shown, history, render=render, count=count, budget=budget_tokens)
-    final = render(question=question, sources=shown, history=turns)
+    ordered = list(reversed(shown)) if best_last else shown
+    final = render(question=question, sources=ordered, history=turns)
     text = final if isinstance(final, str) else _flatten(final)
     return Prompt(
         kind=kind,

@@ -69,8 +69,8 @@ def format_reply(reply: services.ChatReply) -> str:
         lines.append(reply.answer)
     if reply.fallback_used:
         lines.append(
-            "(The model's draft could not be verified against the sources, so the most "
-            "relevant passage is quoted instead.)"
+            "(A quotation from the document: the model's own answer could not be checked "
+            "against it, so none is shown.)"
         )
     if reply.citations:
         lines.append("")

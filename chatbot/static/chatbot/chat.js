@@ -141,7 +141,7 @@
     }
     if (done.fallback_used) {
       bubble.querySelector(".msg-meta").before(el("p", "note",
-        "The model's draft could not be verified against the sources, so the most relevant passage is quoted instead."));
+        "A quotation from the document: the model's own answer could not be checked against it, so none is shown."));
     }
     const meta = bubble.querySelector(".msg-meta");
     if (done.scoped_roles && done.scoped_roles.length) {
