@@ -9,6 +9,7 @@ and the stored conversation, and the audit record names that same scope.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -148,11 +149,41 @@ def answer_events(
     """The answer path every surface shares (chat API, web, Slack, `ask`, `evaluate`):
     retrieval within ``scope``, then the model's streamed answer and its grounding check.
     Returns the hits at once and the events lazily (nothing is generated until read)."""
-    hits = chunk_search(scope=scope, query=question, k=settings.CHAT_RETRIEVAL_K)
+    hits = chunk_search(
+        scope=scope, query=retrieval_query(question, history), k=settings.CHAT_RETRIEVAL_K
+    )
     events = answer_from_hits(
         question=question, hits=hits, history=history, client=inference_client(), started=started
     )
     return hits, events
+
+
+FOLLOW_UP_WORDS = 8
+_FOLLOW_UP_START = re.compile(r"^(and|but|also|what about|how about|then|so)\b", re.IGNORECASE)
+
+
+def retrieval_query(question: str, history: Sequence = ()) -> str:
+    """What to search for: the question, and for a short follow-up ("And for the EU?") the
+    asker's previous question too, which names what "it" is. History holds only turns the
+    scope may still read (selectors.conversation_history_turns)."""
+    asked = [_turn_text(t) for t in history if _turn_role(t) == "user"]
+    if not asked:
+        return question
+    if len(question.split()) > FOLLOW_UP_WORDS and not _FOLLOW_UP_START.match(question.strip()):
+        return question
+    return f"{asked[-1]} {question}"
+
+
+def _turn_role(turn) -> str:
+    if isinstance(turn, dict):
+        return turn["role"]
+    return turn.role if hasattr(turn, "role") else turn[0]
+
+
+def _turn_text(turn) -> str:
+    if isinstance(turn, dict):
+        return turn["content"]
+    return turn.content if hasattr(turn, "content") else turn[1]
 
 
 def chat_reply(
