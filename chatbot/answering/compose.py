@@ -109,7 +109,7 @@ def answer_from_hits(
 ) -> Iterator[TokenEvent | AnswerEvent]:
     """Stream an answer from already-authorised search hits (best first)."""
     started = time.monotonic() if started is None else started
-    relevant = relevant_hits(hits)
+    relevant = relevant_hits(hits)[: settings.ANSWER_MAX_SOURCES]
     if not relevant:
         yield AnswerEvent(_not_found(started))
         return
