@@ -503,10 +503,11 @@ def _normalise(figure: str) -> str:
 
 def _figure_in(figure: str, unit: _Unit) -> bool:
     """Whole-figure match: "80" is not found in "180", "1350" matches "1,350", "45 EUR"
-    matches "€45"."""
+    matches "€45", a code matches only whole."""
     text = _compact(" ".join(unit.text.lower().split()))
     bare = _CURRENCY.sub("", _compact(figure)) or _compact(figure)
-    pattern = re.compile(rf"(?<![\w.,]){re.escape(bare)}(?![\w]|[.,]\d)")
+    # Not the tail of a longer code either: "2024-0193" is not "HC-2024-0193".
+    pattern = re.compile(rf"(?<![\w.,])(?<![a-z]-){re.escape(bare)}(?![\w]|[.,]\d)")
     return bool(pattern.search(text))
 
 

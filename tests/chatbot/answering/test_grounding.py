@@ -194,6 +194,10 @@ def test_figures_match_whole_numbers_and_ignore_thousands_separators():
         answer="1350 Nm for task 32-11-00 [2].", sources=SOURCES, question="axle nut torque?"
     ).grounded
     assert check_answer(answer="80 EUR [1].", sources=SOURCES, question=QUESTION).fallback_used
+    case = Source(index=1, title="Memo", text="The claim is case HC-2024-0193 at the High Court.")
+    ask = "What is the case number of the claim?"
+    assert check_answer(answer="HC-2024-0193 [1].", sources=[case], question=ask).grounded
+    assert check_answer(answer="2024-0193 [1].", sources=[case], question=ask).fallback_used
     assert key_figures("On 12.03.2024 at 08:30, see HW-17 [2].") == {"12.03.2024", "08:30", "hw-17"}
     assert cited_indices("As [2] and [1, 2] say") == (2, 1)
 
