@@ -334,10 +334,10 @@ ANSWER_MIN_SIMILARITY = env.float("ANSWER_MIN_SIMILARITY", default=0.25)
 # What the model reads of each passage: its lines that match the question, up to this many
 # characters (0: whole passages), and whether the best source sits last, next to the
 # question. Both measured with `manage.py evaluate` (docs/benchmarks.md).
-ANSWER_EVIDENCE_CHARS = env.int("ANSWER_EVIDENCE_CHARS", default=0)
+ANSWER_EVIDENCE_CHARS = env.int("ANSWER_EVIDENCE_CHARS", default=480)
 # How many of the retrieved passages (best first) the model is shown.
-ANSWER_MAX_SOURCES = env.int("ANSWER_MAX_SOURCES", default=5)
-ANSWER_BEST_SOURCE_LAST = env.bool("ANSWER_BEST_SOURCE_LAST", default=False)
+ANSWER_MAX_SOURCES = env.int("ANSWER_MAX_SOURCES", default=2)
+ANSWER_BEST_SOURCE_LAST = env.bool("ANSWER_BEST_SOURCE_LAST", default=True)
 
 # Per-user rate limits (DRF scoped throttles; a view opts in with throttle_scope). Counted in
 # Redis so that every web process shares one count. Format: "<n>/<second|minute|hour|day>".
