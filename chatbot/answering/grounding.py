@@ -313,7 +313,7 @@ def _states_figures(unit: _Unit | None) -> bool:
 
 
 def _in_any(figure: str, sources: Sequence[Source]) -> bool:
-    return any(_figure_in(figure, _Unit(s, s.text, frozenset())) for s in sources)
+    return any(_figure_in(figure, _Unit(s, f"{s.title} {s.text}", frozenset())) for s in sources)
 
 
 def _score(unit: _Unit, wanted: set[str]) -> int:
@@ -512,4 +512,6 @@ def _figure_in(figure: str, unit: _Unit) -> bool:
 
 
 def _compact(text: str) -> str:
-    return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    """Thousands separators dropped, and "€6.2m" read as "€6.2 million"."""
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    return re.sub(r"(?<=\d)m\b", " million", text)

@@ -130,6 +130,14 @@ def test_a_figure_echoed_from_the_question_is_not_a_claim_and_amounts_are_normal
     assert forged.fallback_used and "999" not in forged.text  # echoed, but in no source
     assert check("45 EUR a day [1].", "What is the daily meal per diem for domestic?").grounded
     assert check("EUR 0.32 per kilometre [1].", "What is the mileage rate per kilometre?").grounded
+    results = Source(index=1, title="Q3 results", text="EBITDA | Q3 2024\nEBITDA | €6.2m")
+    assert check_answer(
+        answer="EBITDA was €6.2 million [1].", sources=[results], question="Q3 EBITDA?"
+    ).grounded
+    manual = Source(index=1, title="VT-70 propeller manual", text="Torque the bolts to 85 Nm.")
+    assert check_answer(
+        answer="The VT-70 bolts take 85 Nm [1].", sources=[manual], question="VT-70 bolt torque?"
+    ).grounded  # the echoed model name is in the source's title
 
 
 def test_an_answer_without_figures_must_be_supported_by_its_citation():
