@@ -298,7 +298,13 @@ def _figure_holders(
         found_in = [u for u in units if _figure_in(figure, u)]
         if not found_in:
             return (), f"the figure {figure!r} is not in the sources"
-        attached = [u for u in found_in if _about(u, wanted) and _score(u, wanted) >= best - 1]
+        attached = [
+            u
+            for u in found_in
+            if _about(u, wanted)
+            and _score(u, wanted) >= best - 1
+            and not _named_for_another_figure(u, figure, wanted)
+        ]
         if not attached:
             return (), f"the figure {figure!r} is about something else in the sources"
         indices = tuple(dict.fromkeys(u.source.index for u in attached))
@@ -306,6 +312,34 @@ def _figure_holders(
         if not holders:
             return (), "the figures come from different sources"
     return holders or (), ""
+
+
+def _named_for_another_figure(unit: _Unit, figure: str, wanted: set[str]) -> bool:
+    """In a sentence with several figures ("140 EUR per night in Germany and 180 EUR per
+    night in London"), whether the question names something the sentence says only around
+    another figure ("London" for 140). The words before the first figure are everyone's."""
+    if unit.row_sets or unit.column_sets:
+        return False  # a table cell: its row and column already decided
+    text = _compact(" ".join(unit.text.lower().split()))
+    spans = [m for m in _FIGURE.finditer(text) if any(c.isdigit() for c in m.group(0))]
+    if len(spans) < 2:
+        return False
+    bare = _CURRENCY.sub("", _compact(figure)) or _compact(figure)
+    mine = [i for i, m in enumerate(spans) if _normalise(_CURRENCY.sub("", m.group(0))) == bare]
+    if not mine:
+        return False
+    bounds = [0, *(m.start() for m in spans[1:]), len(text)]
+    regions = [  # each figure's words: from its own start to the next figure
+        text[spans[i].end() : bounds[i + 1]] for i in range(len(spans))
+    ]
+    before = [text[(spans[i - 1].end() if i else 0) : spans[i].start()] for i in range(len(spans))]
+    shared = _terms(text[: spans[0].start()])
+    own = shared.union(*(_terms(before[i]) | _terms(regions[i]) for i in mine))
+    others = set().union(
+        *(_terms(regions[j]) | (_terms(before[j]) if j else set())
+          for j in range(len(spans)) if j not in mine)
+    )  # fmt: skip
+    return bool((wanted & others) - own)
 
 
 def _states_figures(unit: _Unit | None) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import Client
 
 from accounts.selectors import role_set_scope
 from evaluation import services
@@ -155,6 +156,11 @@ def test_the_command_prints_the_table_stores_the_run_and_fails_on_a_leak(
     stored = EvaluationRun.objects.latest("pk")
     assert f"Evaluation run #{stored.pk}: set 'tiny', 1 cases" in out
     assert "not-found correctness" in out and "leaks (must be 0)" in out
+    page = f"/admin/evaluation-runs/{stored.pk}/"
+    assert f"Stored as run #{stored.pk}: {page}" in out
+    browser = Client()
+    browser.force_login(factories.superuser())
+    assert "revenue-staff" in browser.get(page).content.decode()  # the printed page is the run's
     assert stored.cases.count() == 1 and stored.status == "finished"
 
     monkeypatch.setattr(

@@ -1,6 +1,7 @@
 """`python manage.py evaluate [--set NAME] [--limit N] [--label TEXT] [--case ID ...]`."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 from tqdm import tqdm
 
 from evaluation import services
@@ -68,7 +69,8 @@ class Command(BaseCommand):
             for result in failures:
                 problems = "; ".join(result.problems)
                 self.stdout.write(f"  {result.case_id} ({result.asker}): {problems}")
-        self.stdout.write(f"\nStored as run #{run.pk}: /admin/evaluation/runs/{run.pk}/")
+        page = reverse("admin:evaluation-run", args=[run.pk])
+        self.stdout.write(f"\nStored as run #{run.pk}: {page}")
         if run.metrics.get("leaks"):
             raise CommandError(f"{run.metrics['leaks']} leak(s): see the cases above.")
 

@@ -35,7 +35,12 @@ HOTEL_HITS = [
 ]
 
 
-def test_answer_found_in_the_sources_has_the_figure_and_a_valid_citation(inference_url, counter):
+def test_the_user_reads_the_right_figure_cited_whether_the_model_or_the_quote_gives_it(
+    inference_url, counter
+):
+    """One sentence holds both cities' caps. The user must read London's (180), cited to the
+    travel policy: in the model's own words when its draft says 180, else quoted (a draft
+    with Germany's 140 is caught: the check reads which figure the sentence gives London)."""
     client = InferenceClient(base_url=inference_url)
 
     events = list(
@@ -50,12 +55,19 @@ def test_answer_found_in_the_sources_has_the_figure_and_a_valid_citation(inferen
 
     answer = events[-1].answer
     assert isinstance(events[-1], AnswerEvent)
-    assert "180" in answer.text and "[1]" in answer.text
-    assert answer.grounded and not answer.fallback_used
+    assert (
+        "180" in answer.text and "[1]" in answer.text and "140 EUR per night for" not in answer.text
+    )
     assert [(c.index, c.chunk_id, c.document_id) for c in answer.citations] == [(1, 11, 1)]
     assert "180 EUR per night in London" in answer.citations[0].snippet
+    draft_right = "180" in answer.draft and "140" not in answer.draft
+    assert answer.grounded == draft_right and answer.fallback_used == (not draft_right)
     streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
-    assert "180" in streamed and "[none]" not in streamed
+    if draft_right:
+        assert "180" in streamed and "[none]" not in streamed
+    else:
+        assert streamed == "", "a draft that fails the check is never streamed"
+        assert "140" in answer.check
     assert answer.model == "gemma3-270m"
     assert answer.prompt_tokens > 200 and 0 < answer.completion_tokens <= 160
     assert answer.sources_shown == [11, 12]

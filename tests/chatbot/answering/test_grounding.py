@@ -111,6 +111,23 @@ def test_a_follow_up_names_only_the_row_and_gets_that_rows_figure():
     assert check("€85 [1].", "And for international trips in the EU?").fallback_used
 
 
+def test_in_a_sentence_with_two_figures_each_belongs_to_what_follows_it():
+    hotels = Source(
+        index=1,
+        title="Travel policy",
+        text="Hotel costs are reimbursed up to 140 EUR per night in Germany and 180 EUR per "
+        "night in London. Breakfast is included.",
+    )
+    question = "How much is reimbursed per night for a hotel in London?"
+    assert check_answer(
+        answer="180 EUR per night [1].", sources=[hotels], question=question
+    ).grounded
+    wrong = check_answer(answer="140 EUR per night [1].", sources=[hotels], question=question)
+    assert wrong.fallback_used and "about something else" in wrong.reason
+    germany = "What is the hotel cap per night in Germany?"
+    assert check_answer(answer="140 EUR [1].", sources=[hotels], question=germany).grounded
+
+
 def test_a_count_from_another_sentence_of_the_same_passage_is_not_grounded():
     question = "How many days of annual leave do full-time employees get?"
     assert check("27 days [2].", question).grounded
