@@ -48,6 +48,44 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+OTHER_TRANSACTIONS_SQL = """
+    SELECT pid, application_name, state, now() - xact_start, left(query, 200)
+    FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+      AND backend_type = 'client backend' AND xact_start IS NOT NULL
+"""
+
+
+@pytest.fixture(autouse=True)
+def _other_processes_done_before_flush(request):
+    """A transactional test ends with a TRUNCATE of every table. The web server or the Celery
+    worker may still be inside a transaction from the test's last request or task; the
+    TRUNCATE then waits on it, and if that transaction goes on to lock another table,
+    PostgreSQL breaks the deadlock by failing one of them (a flush failed this way in CI).
+    Wait, briefly, until no other session on the test database is inside a transaction.
+
+    Set up after pytest-django's database fixture, so it is torn down before the flush."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server")
+    )
+    if not transactional:
+        return
+    from django.db import connection
+
+    deadline = time.monotonic() + 30
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(OTHER_TRANSACTIONS_SQL)
+            busy = cursor.fetchall()
+        if not busy or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if busy:  # Shown with the flush's error, if it fails.
+        print("Still inside a transaction before the flush:", *busy, sep="\n", file=sys.stderr)
+
+
 class CeleryWorker:
     """A real `celery worker` subprocess on the test database and the session's Redis."""
 
