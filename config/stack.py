@@ -50,7 +50,11 @@ def main() -> int:
         os.environ["INFERENCE_URL_EXTERNAL"] = "1"
     started_database = not os.environ.get("DATABASE_URL")
     started_broker = not os.environ.get("REDIS_URL")
-    embedded.configure_environment()
+    try:
+        embedded.configure_environment()
+    except embedded.EmbeddedPostgresError as exc:
+        print(f"make run: the embedded database cannot start.\n{exc}", file=sys.stderr)
+        return 2
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     try:
         _manage("migrate", "--noinput", "-v", "0")

@@ -498,12 +498,12 @@ def cluster_admin() -> dict[str, str]:
     admin_url = os.environ.get("DATABASE_ADMIN_URL")
     if not admin_url:
         pytest.skip("DATABASE_ADMIN_URL is not set (the suite runs against external servers)")
-    import pgserver._commands
+    from config.embedded import postgres_bin_path
 
     url = urlsplit(admin_url)
     query = parse_qs(url.query)
     env = {
-        "PATH": f"{pgserver._commands.POSTGRES_BIN_PATH}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{postgres_bin_path()}{os.pathsep}{os.environ['PATH']}",
         "PGHOST": query.get("host", [url.hostname or ""])[0],
         "POSTGRES_USER": url.username or "postgres",
         "POSTGRES_DB": url.path.lstrip("/") or "postgres",

@@ -297,10 +297,7 @@ class FaultStack:
         return embedded._port_open(self.redis_port)
 
     def _pg_ctl(self, *args: str) -> None:
-        from pgserver._commands import pg_ctl
-
-        user = "pgserver" if os.geteuid() == 0 else None
-        pg_ctl(["-w", *args], pgdata=self.root / "pg", user=user)
+        embedded.pg_ctl(["-w", *args], pgdata=self.root / "pg")
 
     def stop_postgres(self) -> None:
         self._pg_ctl("-m", "fast", "stop")
