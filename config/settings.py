@@ -260,6 +260,11 @@ RETRIEVAL_MAX_K = 50
 # query terms, any query term), so its cost stops growing with the number of matches
 # (knowledge/retrieval/sql.py). Below the cap, ranking is exactly as if there were none.
 RETRIEVAL_TEXT_MATCH_CAP = env.int("RETRIEVAL_TEXT_MATCH_CAP", default=1000)
+# HNSW index builds (manage.py reindex_vectors, migrations): the graph must fit in this memory
+# (about 2.5 GB per million chunks) or pgvector builds on disk, far slower; the workers are
+# PostgreSQL's parallel maintenance workers besides the leader, on the database's cores.
+INDEX_BUILD_MEMORY = env.str("INDEX_BUILD_MEMORY", default="1GB")
+INDEX_BUILD_WORKERS = env.int("INDEX_BUILD_WORKERS", default=1)
 
 # Inference: an OpenAI-compatible server (this project's inference.server by default).
 INFERENCE_PORT = env.int("INFERENCE_PORT", default=8001)

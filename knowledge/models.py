@@ -86,7 +86,7 @@ class Chunk(models.Model):
                 name="chunk_embedding_hnsw",
                 fields=["embedding"],
                 m=16,
-                ef_construction=64,
+                ef_construction=128,  # knowledge/retrieval/vector_index.py
                 opclasses=["vector_cosine_ops"],
             ),
             GinIndex(name="chunk_allowed_roles_gin", fields=["allowed_roles"]),

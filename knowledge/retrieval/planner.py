@@ -6,11 +6,13 @@ With pgvector >= 0.8 the index scan is iterative: it goes on past ef_search unti
 the rows asked for or has visited max_scan_tuples, and only then can it come back short
 (search.py then replaces it with an exact scan).
 
-ef_search grows with the visibility (about 2n / selectivity candidates, so that the
-visible ones among them hold the n nearest) and with the table: one graph search at a
-fixed ef finds fewer of the true nearest as the graph grows, so the floor rises as the
-square root of the table size past 100k chunks. bench/retrieval.py measures recall@10 at
-100k and 1M chunks for every visibility; docs/benchmarks.md has the figures.
+ef_search: with an iterative scan, the graph search's own quality is what matters, so it is
+HNSW_MIN_EF_SEARCH up to HNSW_EF_REFERENCE_CHUNKS and grows as the square root of the table
+past it; the scan itself goes on until enough visible rows are found. At a million chunks
+(index built with ef_construction = 128) ef_search 128 gave recall@10 0.997-1.0 at every
+visibility, where 40 gave 0.76 (bench/retrieval.py, docs/benchmarks.md). Without iterative
+scans (pgvector < 0.8 on an external server) ef_search must also hold about 2n / selectivity
+candidates, so that the visible ones among them hold the n nearest.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from django.conf import settings
 from knowledge.retrieval.statistics import role_chunk_counts
 
 HNSW_MIN_EF_SEARCH = 128  # for tables up to HNSW_EF_REFERENCE_CHUNKS
-HNSW_EF_REFERENCE_CHUNKS = 100_000
+HNSW_EF_REFERENCE_CHUNKS = 1_000_000
 HNSW_MIN_SELECTIVITY = 0.25
 HNSW_MAX_EF_SEARCH = 1000
 # Tuples an iterative scan may visit before it gives up (pgvector's default is 20,000):
@@ -60,7 +62,8 @@ def choose_plan(
     ):
         return SearchPlan(name="exact", visible_estimate=visible)
     floor = HNSW_MIN_EF_SEARCH * math.sqrt(max(1.0, total / HNSW_EF_REFERENCE_CHUNKS))
-    ef = int(min(HNSW_MAX_EF_SEARCH, math.ceil(max(floor, 2 * k / selectivity))))
+    wanted_ef = floor if iterative else max(floor, 2 * k / selectivity)
+    ef = int(min(HNSW_MAX_EF_SEARCH, math.ceil(wanted_ef)))
     scan = None
     if iterative:
         wanted = HNSW_SCAN_TUPLES_PER_CANDIDATE * ef / selectivity
