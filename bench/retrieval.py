@@ -461,6 +461,48 @@ def run_case(corpus, user, role_ids, queries, visible):
     }
 
 
+def ef_sweep(corpus, role_ids: dict, queries_per_case: int, efs: list[int]) -> None:
+    """Recall@10 and latency of the iterative HNSW vector leg alone at each ef_search, per
+    visibility: what the planner's ef_search floor is chosen from (planner.py)."""
+    from django.db import connection
+
+    from knowledge.embeddings import to_pgvector
+    from knowledge.retrieval import sql
+
+    print(f"\nef_search sweep: vector leg alone (iterative scan), {queries_per_case} queries")
+    print(f"{'share':>6} | " + " | ".join(f"ef {ef:>4}: recall   p50   p95" for ef in efs))
+    for name, share in SHARES.items():
+        queries = [to_pgvector(v) for _, v in corpus.queries(queries_per_case)]
+        scope = [role_ids[name]]
+        cells = []
+        with connection.cursor() as cursor:
+            truths = [exact_ids(cursor, q, scope, K) for q in queries]
+            for ef in efs:
+                recall, lat = [], []
+                with transaction_scope():
+                    sql.set_hnsw_options(cursor, ef_search=ef, max_scan_tuples=200_000)
+                    for q, truth in zip(queries, truths, strict=True):
+                        rows, ms = timed(
+                            lambda q=q, scope=scope: sql.vector_leg(
+                                cursor, vector=q, role_ids=scope, n=20, exact=False
+                            )
+                        )
+                        lat.append(ms)
+                        got = [r[0] for r in rows[:K]]
+                        recall.append(len(set(got) & set(truth)) / max(1, len(truth)))
+                cells.append(
+                    f"{statistics.mean(recall):>16.3f} {percentile(lat, 50):>5.1f}"
+                    f" {percentile(lat, 95):>5.1f}"
+                )
+        print(f"{share * 100:>5.1f}% | " + " | ".join(cells))
+
+
+def transaction_scope():
+    from django.db import transaction
+
+    return transaction.atomic()
+
+
 def main():
     run_started = time.perf_counter()
     parser = argparse.ArgumentParser()
@@ -473,6 +515,12 @@ def main():
         " (outside the repository) and reuse them when size, seed and version match",
     )
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--ef-sweep",
+        default="",
+        help="also print the vector leg's recall@10 and latency at these ef_search values,"
+        " e.g. 40,80,128",
+    )
     args = parser.parse_args()
     data_dir = args.data_dir.resolve() if args.data_dir else None
     root = start_database(data_dir)
@@ -547,6 +595,9 @@ def main():
                     f"{r['naive_p50']:>6.2f} {r['naive_p95']:>6.2f} | {r['exact_p50']:>9.2f} "
                     f"{r['exact_p95']:>6.2f}"
                 )
+            if args.ef_sweep:
+                efs = [int(ef) for ef in args.ef_sweep.split(",")]
+                ef_sweep(corpus, roles, args.queries, efs)
     finally:
         if root is not None:
             from django.db import connections

@@ -2,16 +2,23 @@ from django.db import migrations
 from pgvector.django import HnswIndex
 
 
-def rebuild(apps, schema_editor):
-    from knowledge.retrieval.vector_index import rebuild_vector_index
+def _rebuild(ef_construction: int) -> None:
+    from knowledge.retrieval import vector_index
 
-    rebuild_vector_index(ef_construction=128)
+    # An index already built this way (by reindex_vectors, or bench/retrieval.py) is kept.
+    wanted = {"m": "16", "ef_construction": str(ef_construction)}
+    if vector_index.vector_index_options() == wanted:
+        vector_index.drop_interrupted_build()
+    else:
+        vector_index.rebuild_vector_index(ef_construction=ef_construction)
+
+
+def rebuild(apps, schema_editor):
+    _rebuild(128)
 
 
 def rebuild_back(apps, schema_editor):
-    from knowledge.retrieval.vector_index import rebuild_vector_index
-
-    rebuild_vector_index(ef_construction=64)
+    _rebuild(64)
 
 
 class Migration(migrations.Migration):

@@ -42,6 +42,7 @@ class SearchPlan:
     visible_estimate: int
     ef_search: int | None = None
     max_scan_tuples: int | None = None  # set when the index scan is iterative
+    share: float = 1.0  # of the table's chunks the scope sees (an upper bound)
 
 
 NO_PLAN = SearchPlan(name="none", visible_estimate=0)
@@ -60,7 +61,7 @@ def choose_plan(
     if visible <= settings.RETRIEVAL_EXACT_THRESHOLD and (
         selectivity <= HNSW_MIN_SELECTIVITY or visible <= 1000
     ):
-        return SearchPlan(name="exact", visible_estimate=visible)
+        return SearchPlan(name="exact", visible_estimate=visible, share=selectivity)
     floor = HNSW_MIN_EF_SEARCH * math.sqrt(max(1.0, total / HNSW_EF_REFERENCE_CHUNKS))
     wanted_ef = floor if iterative else max(floor, 2 * k / selectivity)
     ef = int(min(HNSW_MAX_EF_SEARCH, math.ceil(wanted_ef)))
@@ -68,7 +69,13 @@ def choose_plan(
     if iterative:
         wanted = HNSW_SCAN_TUPLES_PER_CANDIDATE * ef / selectivity
         scan = int(min(HNSW_MAX_SCAN_TUPLES, max(HNSW_MIN_SCAN_TUPLES, math.ceil(wanted))))
-    return SearchPlan(name="hnsw", visible_estimate=visible, ef_search=ef, max_scan_tuples=scan)
+    return SearchPlan(
+        name="hnsw",
+        visible_estimate=visible,
+        ef_search=ef,
+        max_scan_tuples=scan,
+        share=selectivity,
+    )
 
 
 def exact_fallback(plan: SearchPlan) -> SearchPlan:

@@ -51,7 +51,11 @@ def chunk_search_with_plan(
             # The index scan filtered too much away; only an exact scan guarantees min(n, visible).
             vector_rows = sql.vector_leg(cursor, vector=vector, role_ids=role_ids, n=n, exact=True)
             plan = exact_fallback(plan)
-        text_rows = [] if vector_only else sql.text_leg(cursor, text=query, role_ids=role_ids, n=n)
+        text_rows = (
+            []
+            if vector_only
+            else sql.text_leg(cursor, text=query, role_ids=role_ids, n=n, share=plan.share)
+        )
         hits = _fuse(vector_rows, text_rows, k=k)
         distances = {row[0]: row[-1] for row in vector_rows}
         missing = [h.chunk_id for h in hits if h.chunk_id not in distances]

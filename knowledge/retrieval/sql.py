@@ -41,34 +41,65 @@ _VECTOR_LEG = f"""
 # cap (any corpus where a query matches fewer chunks), the result equals the unbounded leg.
 # The ACL predicate sits inside every stage, so a cap counts only rows the user may see and
 # hidden documents can neither take a visible chunk's place nor change the order.
-_TEXT_LEG = f"""
-    WITH tq AS (
-        SELECT (SELECT string_agg(quote_literal(lexeme), ' | ')
-                FROM unnest(to_tsvector('english', %(text)s)))::tsquery AS q,
-               plainto_tsquery('english', %(text)s) AS q_all,
-               replace(plainto_tsquery('english', %(ids)s)::text, ' & ', ' | ')::tsquery AS ids
-    ),
-    matched AS (
-        (SELECT c.id FROM tq, knowledge_chunk c
-         WHERE %(has_ids)s AND c.allowed_roles && %(roles)s::int[] AND c.search_vector @@ tq.ids
-         LIMIT %(cap)s)
-        UNION
-        (SELECT c.id FROM tq, knowledge_chunk c
-         WHERE c.allowed_roles && %(roles)s::int[] AND c.search_vector @@ tq.q_all
-         LIMIT %(cap)s)
-        UNION
-        (SELECT c.id FROM tq, knowledge_chunk c
-         WHERE c.allowed_roles && %(roles)s::int[] AND c.search_vector @@ tq.q
-         LIMIT %(cap)s)
-    )
-    SELECT {HIT_COLUMNS}, ts_rank_cd(c.search_vector, tq.q) AS rank,
-           c.search_vector @@ tq.ids AS identifier_match
-    FROM tq, matched m
-    JOIN knowledge_chunk c ON c.id = m.id JOIN knowledge_document d ON d.id = c.document_id
-    WHERE c.allowed_roles && %(roles)s::int[]
-    ORDER BY identifier_match DESC, rank DESC, c.id
-    LIMIT %(n)s
+_TEXT_QUERIES = """
+    SELECT (SELECT string_agg(quote_literal(lexeme), ' | ')
+            FROM unnest(to_tsvector('english', %(text)s)))::tsquery::text,
+           plainto_tsquery('english', %(text)s)::text,
+           replace(plainto_tsquery('english', %(ids)s)::text, ' & ', ' | ')
 """
+# {roles}, {identifier} and {any_term} are stage predicates; their function forms
+# (arrayoverlap, ts_match_vq) mean the same but cannot use an index, which steers the access
+# path (below).
+_STAGE_COLUMNS = """
+    c.id, ts_rank_cd(c.search_vector, %(q)s::tsquery) AS rank,
+    c.search_vector @@ %(ids)s::tsquery AS identifier_match
+"""
+# Each stage ranks the rows it read (they are in hand); only the n best are then joined to
+# their text and document, by primary key.
+_TEXT_LEG = f"""
+    WITH matched AS (
+        (SELECT {_STAGE_COLUMNS} FROM knowledge_chunk c
+         WHERE %(has_ids)s AND {{roles}} AND {{identifier}}
+         LIMIT %(cap)s)
+        UNION
+        (SELECT {_STAGE_COLUMNS} FROM knowledge_chunk c
+         WHERE {{roles}} AND c.search_vector @@ %(q_all)s::tsquery
+         LIMIT %(cap)s)
+        UNION
+        (SELECT {_STAGE_COLUMNS} FROM knowledge_chunk c
+         WHERE {{roles}} AND {{any_term}}
+         LIMIT %(cap)s)
+    ),
+    best AS (
+        SELECT * FROM matched ORDER BY identifier_match DESC, rank DESC, id LIMIT %(n)s
+    )
+    SELECT {HIT_COLUMNS}, b.rank, b.identifier_match
+    FROM best b
+    JOIN knowledge_chunk c ON c.id = b.id JOIN knowledge_document d ON d.id = c.document_id
+    WHERE c.allowed_roles && %(roles)s::int[]
+    ORDER BY b.identifier_match DESC, b.rank DESC, c.id
+"""
+# PostgreSQL costs a GIN bitmap scan far below what it takes for a term in half the table
+# (98 ms for 600k matches at 1M chunks, where it planned a few milliseconds). So the planner
+# of this module, which knows how much of the table the scope sees, picks the path:
+# - a narrow scope (NARROW_SCOPE_SHARE or less of the chunks) reads its own rows through the
+#   roles index and tests the terms on each: the identifier and any-term stages may not use
+#   the text index (the all-terms stage may: an AND of terms is rarely common);
+# - a broad scope reads the text index (or the table in order) and tests the roles on each
+#   row: no stage may use the roles index, whose bitmap alone is most of the table.
+NARROW_SCOPE_SHARE = 0.25
+_ROLES_INDEXED = "c.allowed_roles && %(roles)s::int[]"
+_ROLES_TESTED = "arrayoverlap(c.allowed_roles, %(roles)s::int[])"
+_ANY_TERM_INDEXED = "c.search_vector @@ %(q)s::tsquery"
+_ANY_TERM_TESTED = "ts_match_vq(c.search_vector, %(q)s::tsquery)"
+_IDENTIFIER_INDEXED = "c.search_vector @@ %(ids)s::tsquery"
+_IDENTIFIER_TESTED = "ts_match_vq(c.search_vector, %(ids)s::tsquery)"
+_TEXT_LEG_NARROW = _TEXT_LEG.format(
+    roles=_ROLES_INDEXED, identifier=_IDENTIFIER_TESTED, any_term=_ANY_TERM_TESTED
+)
+_TEXT_LEG_BROAD = _TEXT_LEG.format(
+    roles=_ROLES_TESTED, identifier=_IDENTIFIER_INDEXED, any_term=_ANY_TERM_INDEXED
+)
 
 # A token with a digit and a letter or separator ("HX-99731-Q", "2024-CV-0193", "Q3"),
 # or a long number: the kind of term a user means exactly.
@@ -105,21 +136,55 @@ def vector_leg(cursor, *, vector: str, role_ids: list[int], n: int, exact: bool)
 
 
 def text_leg(
-    cursor, *, text: str, role_ids: list[int], n: int, cap: int | None = None
+    cursor,
+    *,
+    text: str,
+    role_ids: list[int],
+    n: int,
+    cap: int | None = None,
+    share: float = 1.0,
 ) -> list[tuple]:
     """Rows ordered by identifier match, then ts_rank_cd; the last column is the match.
-    At most ``cap`` visible matches per stage are ranked (RETRIEVAL_TEXT_MATCH_CAP)."""
+    At most ``cap`` visible matches per stage are ranked (RETRIEVAL_TEXT_MATCH_CAP); share
+    is the part of the table the scope sees (planner.SearchPlan.share), which picks the
+    access path, never the rows."""
+    params = text_leg_params(cursor, text=text, role_ids=role_ids, n=n, cap=cap)
+    if params is None:  # nothing but stop words: no term to match
+        return []
+    cursor.execute(text_leg_sql(share), params)
+    return cursor.fetchall()
+
+
+def text_leg_sql(share: float) -> str:
+    return _TEXT_LEG_NARROW if share <= NARROW_SCOPE_SHARE else _TEXT_LEG_BROAD
+
+
+def text_leg_params(
+    cursor, *, text: str, role_ids: list[int], n: int, cap: int | None = None
+) -> dict | None:
+    """The leg's tsqueries, as literals the planner can see, and its session settings."""
     identifiers = " ".join(query_identifiers(text))
-    params = {
-        "text": text,
-        "ids": identifiers,
-        "has_ids": bool(identifiers),
+    cursor.execute(_TEXT_QUERIES, {"text": text, "ids": identifiers})
+    q, q_all, ids = cursor.fetchone()
+    if not q:
+        return None
+    # Each stage reads matches in physical order whichever path is taken (a bitmap scan of
+    # either index, or the table in order): never from a synchronized scan's moving start,
+    # nor from parallel workers' interleaving, so the capped candidates are the same under
+    # any plan, and the ranking never depends on the access path.
+    cursor.execute(
+        "SELECT set_config('synchronize_seqscans', 'off', true),"
+        " set_config('max_parallel_workers_per_gather', '0', true)"
+    )
+    return {
+        "q": q,
+        "q_all": q_all or q,
+        "ids": ids,
+        "has_ids": bool(identifiers and ids),
         "roles": role_ids,
         "n": n,
         "cap": max(n, cap if cap is not None else settings.RETRIEVAL_TEXT_MATCH_CAP),
     }
-    cursor.execute(_TEXT_LEG, params)
-    return cursor.fetchall()
 
 
 def cosine_distances(cursor, *, vector: str, chunk_ids: list[int]) -> dict[int, float]:

@@ -79,8 +79,8 @@ def rebuild_vector_index(
     earlier leaves an invalid index under NEW_INDEX; it is dropped first."""
     if connection.in_atomic_block:
         raise RuntimeError("rebuild_vector_index runs CONCURRENTLY: call it outside a transaction")
+    drop_interrupted_build()
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {NEW_INDEX}")
         memory, workers = build_settings(cursor, memory=memory, workers=workers)
         started = time.perf_counter()
         try:
@@ -96,6 +96,13 @@ def rebuild_vector_index(
         cursor.execute("SELECT pg_relation_size(%s::regclass)", [INDEX])
         size = cursor.fetchone()[0]
     return IndexBuild(seconds, size, m, ef_construction, memory, workers)
+
+
+def drop_interrupted_build() -> None:
+    """Drop the invalid index a cancelled CONCURRENTLY build leaves behind (never used by
+    searches, but still updated by every chunk write)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {NEW_INDEX}")
 
 
 def vector_index_options() -> dict[str, str]:

@@ -213,7 +213,7 @@ def test_an_iterative_index_scan_goes_past_ef_search_until_the_acl_lets_enough_r
     # At 100k chunks ef_search covers a sliver of the table; on 46 chunks it would cover them
     # all. Cap it so one pass of the graph search sees only the 20 nearest chunks, all of
     # them "common": pgvector 0.6 returned nothing here, 0.8's iterative scan keeps going.
-    monkeypatch.setattr(planner, "HNSW_MIN_EF_SEARCH", 1)
+    monkeypatch.setattr(planner, "HNSW_MIN_EF_SEARCH", 20)
     monkeypatch.setattr(planner, "HNSW_MAX_EF_SEARCH", 20)
 
     with transaction.atomic(), override_settings(RETRIEVAL_EXACT_THRESHOLD=-1):
@@ -247,7 +247,7 @@ def test_hnsw_plan_falls_back_to_exact_when_the_scan_gives_up_before_enough_rows
             """
         )
         assert cursor.rowcount == 960
-    monkeypatch.setattr(planner, "HNSW_MIN_EF_SEARCH", 1)
+    monkeypatch.setattr(planner, "HNSW_MIN_EF_SEARCH", 20)
     monkeypatch.setattr(planner, "HNSW_MAX_EF_SEARCH", 20)
     monkeypatch.setattr(planner, "HNSW_MIN_SCAN_TUPLES", 1)
     monkeypatch.setattr(planner, "HNSW_MAX_SCAN_TUPLES", 100)

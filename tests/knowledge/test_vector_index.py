@@ -82,3 +82,30 @@ def test_the_command_reports_time_size_and_settings(reader, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"{INDEX} rebuilt in ")
     assert "MiB (m=16, ef_construction=128, maintenance_work_mem=32MB, parallel workers=0)" in out
+
+
+def _index_oid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::regclass::oid", [INDEX])
+        return cursor.fetchone()[0]
+
+
+def test_the_migration_keeps_an_index_already_built_its_way_and_drops_a_leftover(reader):
+    import importlib
+
+    migration = importlib.import_module("knowledge.migrations.0005_hnsw_ef_construction_128")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX " + index_definition(name=NEW_INDEX, ef_construction=32))
+    kept = _index_oid()
+
+    migration._rebuild(128)  # a 1M-chunk index built by bench/retrieval.py is not rebuilt
+
+    assert _index_oid() == kept
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [NEW_INDEX])
+        assert cursor.fetchone() == (None,)
+
+    migration._rebuild(64)  # backwards: the index is rebuilt with the old parameters
+    assert _index_oid() != kept
+    assert vector_index_options() == {"m": "16", "ef_construction": "64"}
+    rebuild_vector_index()
