@@ -8,7 +8,9 @@ For each case it prints rows returned vs min(k, visible), recall@10 of the vecto
 against exact filtered search, p50/p95 latency of the full hybrid chunk_search (query
 embedding excluded: vectors are given), and the plan chosen; then the same for the naive
 query (HNSW + WHERE, default ef_search) side by side, and the exact plan forced, which is
-what RETRIEVAL_EXACT_THRESHOLD is calibrated from.
+what RETRIEVAL_EXACT_THRESHOLD is calibrated from; then the full-text leg alone, as shipped
+(bounded: RETRIEVAL_TEXT_MATCH_CAP) and as it was before (every visible match ranked), in
+the same run, on the same queries.
 
     python bench/retrieval.py [--sizes 10000,100000] [--queries 100] [--data-dir PATH]
 
@@ -402,9 +404,13 @@ def run_case(corpus, user, role_ids, queries, visible):
 
     lookup = {text: vec for text, vec in queries}
     embeddings.embed_query = lambda text: lookup[text]  # vectors are given: time the SQL
+    from search_quality import baseline_text_leg
+
+    from knowledge.retrieval import sql
+
     rows = {"ours": [], "naive": [], "exact": []}
     recall = {"ours": [], "naive": []}
-    lat = {"ours": [], "naive": [], "exact": [], "ours_vec": []}
+    lat = {"ours": [], "naive": [], "exact": [], "ours_vec": [], "text": [], "unbounded": []}
     plans = set()
     with connection.cursor() as cursor:
         for text, vec in queries:
@@ -418,6 +424,17 @@ def run_case(corpus, user, role_ids, queries, visible):
             lat["ours"].append(ms)
             rows["ours"].append(len(hits))
             plans.add(plan.name)
+            # The full-text leg alone, as shipped and as it was (every visible match ranked).
+            _, ms = timed(
+                lambda text=text, share=plan.share: sql.text_leg(
+                    cursor, text=text, role_ids=role_ids, n=20, share=share
+                )
+            )
+            lat["text"].append(ms)
+            _, ms = timed(
+                lambda text=text: baseline_text_leg(cursor, text=text, role_ids=role_ids, n=20)
+            )
+            lat["unbounded"].append(ms)
             (vhits, _), ms = timed(
                 lambda text=text: chunk_search_with_plan(
                     scope=user_scope(user=user), query=text, k=K, vector_only=True
@@ -450,6 +467,8 @@ def run_case(corpus, user, role_ids, queries, visible):
         "p50": percentile(lat["ours"], 50),
         "p95": percentile(lat["ours"], 95),
         "vec_p50": percentile(lat["ours_vec"], 50),
+        "text_p50": percentile(lat["text"], 50),
+        "unbounded_p50": percentile(lat["unbounded"], 50),
         "plan": "/".join(sorted(plans)),
         "naive_rows_ok": f"{sum(r == expected for r in rows['naive'])}/{len(queries)}",
         "naive_rows_min": min(rows["naive"]),
@@ -577,7 +596,7 @@ def main():
                 f"{'share':>6} {'visible':>8} | {'plan':<20} {'rows==min(k,vis)':>16} "
                 f"{'recall@10':>9} {'p50 ms':>7} {'p95 ms':>7} {'vec p50':>7} | "
                 f"{'naive rows ok':>13} {'min':>4} {'recall':>6} {'p50':>6} {'p95':>6} | "
-                f"{'exact p50':>9} {'p95':>6}"
+                f"{'exact p50':>9} {'p95':>6} | {'text p50':>8} {'unbounded':>9}"
             )
             print(header)
             print("-" * len(header))
@@ -593,7 +612,7 @@ def main():
                     f"{r['recall']:>9.3f} {r['p50']:>7.2f} {r['p95']:>7.2f} {r['vec_p50']:>7.2f} | "
                     f"{r['naive_rows_ok']:>13} {r['naive_rows_min']:>4} {r['naive_recall']:>6.3f} "
                     f"{r['naive_p50']:>6.2f} {r['naive_p95']:>6.2f} | {r['exact_p50']:>9.2f} "
-                    f"{r['exact_p95']:>6.2f}"
+                    f"{r['exact_p95']:>6.2f} | {r['text_p50']:>8.2f} {r['unbounded_p50']:>9.2f}"
                 )
             if args.ef_sweep:
                 efs = [int(ef) for ef in args.ef_sweep.split(",")]

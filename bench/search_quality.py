@@ -79,7 +79,10 @@ def setup_django():
     call_command("migrate", verbosity=0)
 
 
-def baseline_text_leg(cursor, *, text: str, role_ids: list[int], n: int, cap=None) -> list[tuple]:
+def baseline_text_leg(
+    cursor, *, text: str, role_ids: list[int], n: int, cap=None, share=None
+) -> list[tuple]:
+    """The previous, unbounded leg (cap and share are the product leg's; unused here)."""
     from knowledge.retrieval import sql
     from knowledge.retrieval.hits import HIT_COLUMNS
 
@@ -115,20 +118,6 @@ def seed_and_ingest() -> None:
         f"{len(statuses)} demo documents seeded and ingested"
         f" in {time.perf_counter() - started:.0f} s"
     )
-
-
-def case_scope(case):
-    """As evaluation/services.py's _scope: a bare role set, or the named user's roles."""
-    from django.contrib.auth import get_user_model
-
-    from accounts.selectors import role_set_scope, user_scope
-
-    if case.roles:
-        return role_set_scope(role_names=case.roles)
-    user = get_user_model().objects.filter(username=case.user).first()
-    if user is None:
-        raise LookupError(f"No user named {case.user!r}: load the workspace the set is for.")
-    return user_scope(user=user)
 
 
 def search(*, scope, query: str, k: int, leg, cap: int | None, timings: list[float]):
@@ -197,6 +186,7 @@ def main():
         from chatbot.answering.prompts import Turn
         from chatbot.services import retrieval_query
         from evaluation.gold import load_gold_set
+        from evaluation.services import case_scope
         from knowledge.retrieval import sql
 
         gold_sets = [load_gold_set(name) for name in args.sets.split(",")]

@@ -122,7 +122,7 @@ def _evaluate_case(*, run: EvaluationRun, case: GoldCase, position: int) -> Eval
         expected_facts=[*case.any_of, *([f"matches /{case.regex}/"] if case.regex else [])],
     )
     try:
-        scope = _scope(case)
+        scope = case_scope(case)
     except LookupError as exc:
         return _errored(result, str(exc))
     outcome = _ask(scope=scope, case=case)
@@ -210,7 +210,8 @@ def _ask(*, scope: Scope, case: GoldCase) -> _Outcome:
     return _Outcome(answer, "".join(streamed), first_token_ms, elapsed_ms(started), hits)
 
 
-def _scope(case: GoldCase) -> Scope:
+def case_scope(case: GoldCase) -> Scope:
+    """Whom a gold case asks as: a bare set of roles, or the named user's roles."""
     if case.roles:
         return role_set_scope(role_names=case.roles)
     user = get_user_model().objects.filter(username=case.user).first()

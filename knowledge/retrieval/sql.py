@@ -159,6 +159,10 @@ def text_leg_sql(share: float) -> str:
     return _TEXT_LEG_NARROW if share <= NARROW_SCOPE_SHARE else _TEXT_LEG_BROAD
 
 
+def _lexemes(tsquery: str) -> set[str]:
+    return set(re.findall(r"'((?:[^']|'')*)'", tsquery))
+
+
 def text_leg_params(
     cursor, *, text: str, role_ids: list[int], n: int, cap: int | None = None
 ) -> dict | None:
@@ -180,7 +184,9 @@ def text_leg_params(
         "q": q,
         "q_all": q_all or q,
         "ids": ids,
-        "has_ids": bool(identifiers and ids),
+        # When every term is an identifier the identifier stage would read what the
+        # any-term stage reads: it is skipped (identifier_match still ranks them first).
+        "has_ids": bool(identifiers and ids) and _lexemes(ids) != _lexemes(q),
         "roles": role_ids,
         "n": n,
         "cap": max(n, cap if cap is not None else settings.RETRIEVAL_TEXT_MATCH_CAP),
