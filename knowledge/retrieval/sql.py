@@ -47,9 +47,9 @@ _TEXT_QUERIES = """
            plainto_tsquery('english', %(text)s)::text,
            replace(plainto_tsquery('english', %(ids)s)::text, ' & ', ' | ')
 """
-# {roles}, {identifier} and {any_term} are stage predicates; their function forms
-# (arrayoverlap, ts_match_vq) mean the same but cannot use an index, which steers the access
-# path (below).
+# {roles} and {any_term} are stage predicates; their function forms (arrayoverlap,
+# ts_match_vq) mean the same but cannot use an index, which steers the access path (below).
+# Identifiers are rare by nature: that stage always reads the text index and tests the roles.
 _STAGE_COLUMNS = """
     c.id, ts_rank_cd(c.search_vector, %(q)s::tsquery) AS rank,
     c.search_vector @@ %(ids)s::tsquery AS identifier_match
@@ -59,7 +59,8 @@ _STAGE_COLUMNS = """
 _TEXT_LEG = f"""
     WITH matched AS (
         (SELECT {_STAGE_COLUMNS} FROM knowledge_chunk c
-         WHERE %(has_ids)s AND {{roles}} AND {{identifier}}
+         WHERE %(has_ids)s AND arrayoverlap(c.allowed_roles, %(roles)s::int[])
+           AND c.search_vector @@ %(ids)s::tsquery
          LIMIT %(cap)s)
         UNION
         (SELECT {_STAGE_COLUMNS} FROM knowledge_chunk c
@@ -83,8 +84,8 @@ _TEXT_LEG = f"""
 # (98 ms for 600k matches at 1M chunks, where it planned a few milliseconds). So the planner
 # of this module, which knows how much of the table the scope sees, picks the path:
 # - a narrow scope (NARROW_SCOPE_SHARE or less of the chunks) reads its own rows through the
-#   roles index and tests the terms on each: the identifier and any-term stages may not use
-#   the text index (the all-terms stage may: an AND of terms is rarely common);
+#   roles index and tests the terms on each: the any-term stage may not use the text index
+#   (the all-terms stage may: an AND of terms is rarely common);
 # - a broad scope reads the text index (or the table in order) and tests the roles on each
 #   row: no stage may use the roles index, whose bitmap alone is most of the table.
 NARROW_SCOPE_SHARE = 0.25
@@ -92,14 +93,8 @@ _ROLES_INDEXED = "c.allowed_roles && %(roles)s::int[]"
 _ROLES_TESTED = "arrayoverlap(c.allowed_roles, %(roles)s::int[])"
 _ANY_TERM_INDEXED = "c.search_vector @@ %(q)s::tsquery"
 _ANY_TERM_TESTED = "ts_match_vq(c.search_vector, %(q)s::tsquery)"
-_IDENTIFIER_INDEXED = "c.search_vector @@ %(ids)s::tsquery"
-_IDENTIFIER_TESTED = "ts_match_vq(c.search_vector, %(ids)s::tsquery)"
-_TEXT_LEG_NARROW = _TEXT_LEG.format(
-    roles=_ROLES_INDEXED, identifier=_IDENTIFIER_TESTED, any_term=_ANY_TERM_TESTED
-)
-_TEXT_LEG_BROAD = _TEXT_LEG.format(
-    roles=_ROLES_TESTED, identifier=_IDENTIFIER_INDEXED, any_term=_ANY_TERM_INDEXED
-)
+_TEXT_LEG_NARROW = _TEXT_LEG.format(roles=_ROLES_INDEXED, any_term=_ANY_TERM_TESTED)
+_TEXT_LEG_BROAD = _TEXT_LEG.format(roles=_ROLES_TESTED, any_term=_ANY_TERM_INDEXED)
 
 # A token with a digit and a letter or separator ("HX-99731-Q", "2024-CV-0193", "Q3"),
 # or a long number: the kind of term a user means exactly.

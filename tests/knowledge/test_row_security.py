@@ -148,9 +148,14 @@ def test_search_with_its_role_predicate_removed_still_returns_only_the_users_chu
 ):
     """Break the first lock: both legs of the hybrid search lose their ACL predicate."""
     finance, _, report, case = corpus
-    for name in ("_VECTOR_LEG", "_TEXT_LEG"):
-        broken = re.sub(r"(c\.)?allowed_roles && %\(roles\)s::int\[\]", "TRUE", getattr(sql, name))
+    predicate = (
+        r"(c\.)?allowed_roles && %\(roles\)s::int\[\]"
+        r"|arrayoverlap\(c\.allowed_roles, %\(roles\)s::int\[\]\)"
+    )
+    for name in ("_VECTOR_LEG", "_TEXT_LEG_NARROW", "_TEXT_LEG_BROAD"):  # every leg's SQL
+        broken = re.sub(predicate, "TRUE", getattr(sql, name))
         assert broken != getattr(sql, name)
+        assert "%(roles)s" not in broken, broken  # no role predicate left anywhere
         monkeypatch.setattr(sql, name, broken)
     scope = user_scope(user=factories.user(roles=[finance]))
     hits, plan = chunk_search_with_plan(scope=scope, query="Falcon fleet 2024-CV-0193", k=10)

@@ -11,7 +11,10 @@ from knowledge import row_security
 from knowledge.retrieval import sql
 from tests import factories
 
-pytestmark = pytest.mark.django_db
+# Committed and flushed after each test: its thousands of bulk-copied chunks, rolled back,
+# would stay in the HNSW graph as dead entries until a vacuum, and the vector searches of
+# later tests in the session would wade through them.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 CAP = 20
 FILLER = 300  # visible chunks matching one query term, stored before the ones that matter
