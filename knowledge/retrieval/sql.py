@@ -41,11 +41,14 @@ _VECTOR_LEG = f"""
 # cap (any corpus where a query matches fewer chunks), the result equals the unbounded leg.
 # The ACL predicate sits inside every stage, so a cap counts only rows the user may see and
 # hidden documents can neither take a visible chunk's place nor change the order.
+# The leg's tsqueries, and its settings for the rest of the transaction, in one round trip.
 _TEXT_QUERIES = """
     SELECT (SELECT string_agg(quote_literal(lexeme), ' | ')
             FROM unnest(to_tsvector('english', %(text)s)))::tsquery::text,
            plainto_tsquery('english', %(text)s)::text,
-           replace(plainto_tsquery('english', %(ids)s)::text, ' & ', ' | ')
+           replace(plainto_tsquery('english', %(ids)s)::text, ' & ', ' | '),
+           set_config('synchronize_seqscans', 'off', true),
+           set_config('max_parallel_workers_per_gather', '0', true)
 """
 # {roles} and {any_term} are stage predicates; their function forms (arrayoverlap,
 # ts_match_vq) mean the same but cannot use an index, which steers the access path (below).
@@ -163,18 +166,14 @@ def text_leg_params(
 ) -> dict | None:
     """The leg's tsqueries, as literals the planner can see, and its session settings."""
     identifiers = " ".join(query_identifiers(text))
+    # The settings: each stage reads matches in physical order whichever path is taken (a
+    # bitmap scan of either index, or the table in order), never from a synchronized scan's
+    # moving start nor from parallel workers' interleaving, so the capped candidates are the
+    # same under any plan, and the ranking never depends on the access path.
     cursor.execute(_TEXT_QUERIES, {"text": text, "ids": identifiers})
-    q, q_all, ids = cursor.fetchone()
+    q, q_all, ids, _, _ = cursor.fetchone()
     if not q:
         return None
-    # Each stage reads matches in physical order whichever path is taken (a bitmap scan of
-    # either index, or the table in order): never from a synchronized scan's moving start,
-    # nor from parallel workers' interleaving, so the capped candidates are the same under
-    # any plan, and the ranking never depends on the access path.
-    cursor.execute(
-        "SELECT set_config('synchronize_seqscans', 'off', true),"
-        " set_config('max_parallel_workers_per_gather', '0', true)"
-    )
     return {
         "q": q,
         "q_all": q_all or q,

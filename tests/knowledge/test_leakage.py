@@ -205,24 +205,30 @@ def _rare_memo_world():
     return factories.user(roles=[rare])
 
 
+def _search_one_pass_of_20(monkeypatch, reader, *, scan_tuples: int):
+    """The HNSW plan with ef_search 20 and the given scan budget, for "travel policy".
+
+    At 100k chunks ef_search covers a sliver of the table; on 46 chunks it would cover them
+    all. Capped, one pass of the graph search sees only the 20 nearest chunks, all of them
+    "common"."""
+    monkeypatch.setattr(planner, "HNSW_MIN_EF_SEARCH", 20)
+    monkeypatch.setattr(planner, "HNSW_MAX_EF_SEARCH", 20)
+    monkeypatch.setattr(planner, "HNSW_MIN_SCAN_TUPLES", scan_tuples)
+    monkeypatch.setattr(planner, "HNSW_MAX_SCAN_TUPLES", scan_tuples)
+    with transaction.atomic(), override_settings(RETRIEVAL_EXACT_THRESHOLD=-1):
+        _prefer_index_scans()
+        return _search(reader, query="travel policy", k=5)
+
+
 @pytest.mark.django_db
 def test_an_iterative_index_scan_goes_past_ef_search_until_the_acl_lets_enough_rows_through(
     monkeypatch,
 ):
     reader = _rare_memo_world()
-    # At 100k chunks ef_search covers a sliver of the table; on 46 chunks it would cover them
-    # all. Cap it so one pass of the graph search sees only the 20 nearest chunks, all of
-    # them "common": pgvector 0.6 returned nothing here, 0.8's iterative scan keeps going.
-    monkeypatch.setattr(planner, "HNSW_MIN_EF_SEARCH", 20)
-    monkeypatch.setattr(planner, "HNSW_MAX_EF_SEARCH", 20)
-    # Index entries of rows that earlier tests rolled back stay in the graph until a vacuum
-    # and count against the scan's budget; a generous one keeps this about the ACL.
-    monkeypatch.setattr(planner, "HNSW_MIN_SCAN_TUPLES", 1_000_000)
-    monkeypatch.setattr(planner, "HNSW_MAX_SCAN_TUPLES", 1_000_000)
-
-    with transaction.atomic(), override_settings(RETRIEVAL_EXACT_THRESHOLD=-1):
-        _prefer_index_scans()
-        hits, plan, legs = _search(reader, query="travel policy", k=5)
+    # pgvector 0.6 returned nothing here; 0.8's iterative scan keeps going. Index entries of
+    # rows that earlier tests rolled back stay in the graph until a vacuum and count against
+    # the scan's budget; a generous one keeps this about the ACL.
+    hits, plan, legs = _search_one_pass_of_20(monkeypatch, reader, scan_tuples=1_000_000)
 
     assert (plan.name, plan.ef_search, plan.max_scan_tuples) == ("hnsw", 20, 1_000_000)
     [index_leg] = legs
@@ -250,14 +256,7 @@ def test_hnsw_plan_falls_back_to_exact_when_the_scan_gives_up_before_enough_rows
             """
         )
         assert cursor.rowcount == 960
-    monkeypatch.setattr(planner, "HNSW_MIN_EF_SEARCH", 20)
-    monkeypatch.setattr(planner, "HNSW_MAX_EF_SEARCH", 20)
-    monkeypatch.setattr(planner, "HNSW_MIN_SCAN_TUPLES", 1)
-    monkeypatch.setattr(planner, "HNSW_MAX_SCAN_TUPLES", 100)
-
-    with transaction.atomic(), override_settings(RETRIEVAL_EXACT_THRESHOLD=-1):
-        _prefer_index_scans()
-        hits, plan, legs = _search(reader, query="travel policy", k=5)
+    hits, plan, legs = _search_one_pass_of_20(monkeypatch, reader, scan_tuples=100)
 
     assert (plan.ef_search, plan.max_scan_tuples) == (20, 100)
     assert plan.name == "hnsw+exact-fallback"
