@@ -1,10 +1,20 @@
-"""The generation engine: one model, a queue of jobs, batched greedy decoding with streaming.
+"""The generation engine: one model, continuous batching of greedy decodes, streaming.
 
-Jobs that are waiting when the engine becomes free are decoded together in one batched
-``generate`` call (left-padded), each with its own stop strings, token limit and
-cancellation; tokens stream to each job as they are produced. Requests arriving during a
-batch wait for the next one. transformers' own continuous batching (4.57) cannot size its
-cache on CPU and produces wrong tokens for Gemma 3 past its sliding window, so it is not used.
+Iteration-level scheduling: between two decode steps the scheduler admits waiting requests
+(each prompt is prefilled alone, its first token streamed at once) and merges them into the
+running batch; every step then decodes one token for every running request, and a request
+that finished, hit a stop string or was cancelled leaves the batch before the next step.
+Nobody waits for somebody else's answer to end.
+
+The batch shares one key/value cache, left-padded: each request's tokens sit at the right
+end of its row, positions are counted per row, and the padding is masked. Every layer keeps
+its full cache (the sliding-window layers included) and the window is applied by the
+attention mask, so rows of different lengths can be stacked. transformers' own continuous
+batching is not used: see docs/benchmarks.md ("Inference") for what was measured.
+
+Prefix reuse: the key/value cache of the last few prompts is kept; a new prompt that starts
+with the same tokens (every answer prompt starts with the same instructions and examples)
+is prefilled from the end of the longest shared prefix.
 
 Imports torch and transformers; only the inference process may import this module.
 """
@@ -15,35 +25,39 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from prometheus_client import Counter, Gauge, Histogram
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
-from transformers.generation.streamers import BaseStreamer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 logger = logging.getLogger(__name__)
 
 # Served by the inference server's GET /metrics (one process: no multiprocess mode).
-BATCH_SIZE = Gauge("chatbot_inference_batch_size", "Requests in the batch decoding now (0: idle).")
+BATCH_SIZE = Gauge("chatbot_inference_batch_size", "Requests in the running batch (0: idle).")
 QUEUE_WAIT = Histogram(
     "chatbot_inference_queue_wait_seconds",
-    "Time from a request's arrival to the start of the batch that decodes it.",
+    "Time from a request's arrival to the start of its prefill.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 TOKENS_GENERATED = Counter(
     "chatbot_inference_tokens_generated_total", "Completion tokens decoded, all requests."
 )
 TOKENS_PER_SECOND = Gauge(
-    "chatbot_inference_tokens_per_second", "Completion tokens per second of the last batch."
+    "chatbot_inference_tokens_per_second", "Completion tokens per second of the last decode step."
 )
+PREFIX_TOKENS = Counter(
+    "chatbot_inference_prefix_tokens_total",
+    "Prompt tokens by how they were prefilled: computed, or reused from an earlier prompt.",
+    ["source"],
+)
+
+# A shared prefix shorter than this is computed again (copying it would save too little).
+MIN_REUSED_PREFIX = 16
 
 
 class GenerationError(RuntimeError):
@@ -82,6 +96,7 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     outbox: queue.Queue = field(default_factory=queue.Queue)
     submitted_at: float = field(default_factory=time.monotonic)
+    reused_prefix_tokens: int = 0
 
     def push(self, token_id: int) -> None:
         if self.done:
@@ -106,6 +121,11 @@ class Job:
             self.outbox.put(GenerationError(error))
         elif not self.done:
             self._finish(self.finish_reason, self._decode())
+
+    @property
+    def leaving(self) -> bool:
+        """Finished or cancelled: the job takes no more decode steps."""
+        return self.done or self.cancelled.is_set()
 
     def next_event(self, *, timeout: float | None = None) -> Delta | Finished | None:
         """The next event, or None after ``timeout`` seconds without one.
@@ -160,31 +180,6 @@ def _held_back_chars(text: str, stops: Sequence[str]) -> int:
     return longest
 
 
-class _BatchStreamer(BaseStreamer):
-    def __init__(self, jobs: list[Job]):
-        self.jobs = jobs
-        self.prompt_seen = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        for job, token_id in zip(self.jobs, value.reshape(-1).tolist(), strict=True):
-            job.push(token_id)
-
-    def end(self) -> None:
-        pass
-
-
-class _JobsFinished(StoppingCriteria):
-    def __init__(self, jobs: list[Job]):
-        self.jobs = jobs
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        flags = [job.done or job.cancelled.is_set() for job in self.jobs]
-        return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
-
-
 def pick_device() -> tuple[str, torch.dtype]:
     """CUDA with bfloat16 when available, else CPU with float32 (bfloat16 is slower on CPU)."""
     if torch.cuda.is_available():
@@ -192,19 +187,101 @@ def pick_device() -> tuple[str, torch.dtype]:
     return "cpu", torch.float32
 
 
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [batch, heads, len, dim]
+
+
+class PrefixCache:
+    """The key/value cache of the last few prompts, to prefill a new one from what it shares.
+
+    Entries are never modified (a forward pass appends by concatenation, into new tensors),
+    so a reused prefix is a slice, not a copy.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[int, ...], KV] = OrderedDict()
+
+    def longest(self, prompt_ids: Sequence[int]) -> tuple[int, KV | None]:
+        """The longest stored prefix of ``prompt_ids`` (at most all but its last token)."""
+        limit = len(prompt_ids) - 1
+        best, best_kv, best_key = 0, None, None
+        for key, kv in self._entries.items():
+            shared = _shared_length(key, prompt_ids, limit)
+            if shared > best:
+                best, best_kv, best_key = shared, kv, key
+        if best < MIN_REUSED_PREFIX or best_kv is None:
+            return 0, None
+        self._entries.move_to_end(best_key)
+        return best, [(k[:, :, :best], v[:, :, :best]) for k, v in best_kv]
+
+    def store(self, prompt_ids: Sequence[int], kv: KV) -> None:
+        if self.capacity <= 0:
+            return
+        self._entries[tuple(prompt_ids)] = kv
+        self._entries.move_to_end(tuple(prompt_ids))
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+def _shared_length(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+@dataclass
+class _Running:
+    """The batch being decoded: one left-padded cache, one row per job."""
+
+    cache: DynamicCache  # full-attention layers only; each step appends one column
+    mask: torch.Tensor  # [rows, width]: 1 for a real token, 0 for padding
+    jobs: list[Job]
+    next_ids: list[int]  # each row's last token, not yet in the cache
+    lengths: list[int]  # each row's real tokens in the cache
+
+    @property
+    def width(self) -> int:
+        return self.mask.shape[1]
+
+    @property
+    def kv(self) -> KV:
+        return [(layer.keys, layer.values) for layer in self.cache.layers]
+
+    @kv.setter
+    def kv(self, kv: KV) -> None:
+        for layer, (keys, values) in zip(self.cache.layers, kv, strict=True):
+            layer.keys, layer.values = keys, values
+
+
+def _left_pad(tensor: torch.Tensor, amount: int, dim: int) -> torch.Tensor:
+    if amount == 0:
+        return tensor
+    pad = [0, 0] * (tensor.dim() - 1 - dim) + [amount, 0]
+    return F.pad(tensor, pad)
+
+
 class Engine:
-    def __init__(self, *, model_dir: Path, max_batch_size: int | None = None):
+    def __init__(
+        self,
+        *,
+        model_dir: Path,
+        max_batch_size: int | None = None,
+        prefix_cache_size: int = 4,
+    ):
         self.model_dir = model_dir
         self.device, self.dtype = pick_device()
-        self.max_batch_size = max_batch_size or (16 if self.device == "cuda" else 4)
+        self.max_batch_size = max_batch_size or (32 if self.device == "cuda" else 8)
+        self.prefix_cache = PrefixCache(prefix_cache_size)
         self._jobs: queue.Queue[Job] = queue.Queue()
+        self._running: _Running | None = None
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
 
     def load(self) -> None:
         started = time.monotonic()
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-        self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(
             self.model_dir,
             dtype=self.dtype,
@@ -217,11 +294,6 @@ class Engine:
             config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
         )
         self.eos_ids = frozenset(eos if isinstance(eos, list) else [eos])
-        self.pad_id = (
-            self.tokenizer.pad_token_id
-            if self.tokenizer.pad_token_id is not None
-            else min(self.eos_ids)
-        )
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self._worker = threading.Thread(target=self._run, name="generation", daemon=True)
         self._worker.start()
@@ -266,68 +338,133 @@ class Engine:
         self._jobs.put(job)
         return job
 
+    # The scheduler: everything below runs on the worker thread only.
+
     def _run(self) -> None:
         while not self._stopping.is_set():
-            try:
-                first = self._jobs.get(timeout=0.2)
-            except queue.Empty:
+            self._admit()
+            if self._running is None:
                 continue
-            batch = [first]
-            while len(batch) < self.max_batch_size:
-                try:
-                    batch.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            batch = [job for job in batch if not job.cancelled.is_set()]
-            if batch:
-                self._generate_observed(batch)
+            try:
+                self._decode_step()
+            except Exception as exc:  # the worker must survive one bad step
+                logger.exception("decoding failed")
+                for job in self._running.jobs:
+                    job.close(error=f"generation failed: {type(exc).__name__}: {exc}")
+                self._running = None
+            else:
+                self._drop_leaving()
+            BATCH_SIZE.set(len(self._running.jobs) if self._running else 0)
 
-    def _generate_observed(self, jobs: list[Job]) -> None:
-        started = time.monotonic()
-        for job in jobs:
-            QUEUE_WAIT.observe(started - job.submitted_at)
-        BATCH_SIZE.set(len(jobs))
-        try:
-            self._generate(jobs)
-        finally:
-            BATCH_SIZE.set(0)
-            elapsed = time.monotonic() - started
-            tokens = sum(len(job.token_ids) for job in jobs)
-            if elapsed > 0:
-                TOKENS_PER_SECOND.set(tokens / elapsed)
-
-    def _left_padded(self, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
-        width = max(len(ids) for ids in prompts)
-        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
-        return {
-            "input_ids": input_ids.to(self.device),
-            "attention_mask": attention_mask.to(self.device),
-        }
-
-    def _generate(self, jobs: list[Job]) -> None:
-        try:
-            inputs = self._left_padded([job.prompt_ids for job in jobs])
-            with torch.inference_mode():
-                self.model.generate(
-                    **inputs,
-                    max_new_tokens=max(job.max_tokens for job in jobs),
-                    do_sample=False,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
-                    eos_token_id=sorted(self.eos_ids),
-                    pad_token_id=self.pad_id,
-                    streamer=_BatchStreamer(jobs),
-                    stopping_criteria=StoppingCriteriaList([_JobsFinished(jobs)]),
+    def _admit(self) -> None:
+        """Prefill waiting jobs into the batch while there is room (block only when idle)."""
+        while self._running is None or len(self._running.jobs) < self.max_batch_size:
+            try:
+                job = (
+                    self._jobs.get(timeout=0.2)
+                    if self._running is None
+                    else self._jobs.get_nowait()
                 )
-        except Exception as exc:  # the worker must survive one bad batch
-            logger.exception("generation failed")
-            for job in jobs:
+            except queue.Empty:
+                return
+            if job.cancelled.is_set():
+                continue
+            QUEUE_WAIT.observe(time.monotonic() - job.submitted_at)
+            try:
+                cache, first = self._prefill(job)
+            except Exception as exc:
+                logger.exception("prefill failed")
                 job.close(error=f"generation failed: {type(exc).__name__}: {exc}")
+                continue
+            job.push(first)
+            if not job.leaving:
+                self._join(job, cache, first)
+            BATCH_SIZE.set(len(self._running.jobs) if self._running else 0)
+
+    @torch.inference_mode()
+    def _prefill(self, job: Job) -> tuple[DynamicCache, int]:
+        """The job's prompt through the model alone: its cache and its first token."""
+        ids = job.prompt_ids
+        reused, prefix = self.prefix_cache.longest(ids)
+        job.reused_prefix_tokens = reused
+        PREFIX_TOKENS.labels("reused").inc(reused)
+        PREFIX_TOKENS.labels("computed").inc(len(ids) - reused)
+        cache = DynamicCache(ddp_cache_data=prefix) if prefix else DynamicCache()
+        output = self.model(
+            input_ids=torch.tensor([ids[reused:]], device=self.device),
+            position_ids=torch.arange(reused, len(ids), device=self.device)[None],
+            cache_position=torch.arange(reused, len(ids), device=self.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.prefix_cache.store(ids, [(layer.keys, layer.values) for layer in cache.layers])
+        return cache, int(output.logits[0, -1].argmax())
+
+    def _join(self, job: Job, cache: DynamicCache, first: int) -> None:
+        length = cache.get_seq_length()
+        mask = torch.ones((1, length), dtype=torch.long, device=self.device)
+        running = self._running
+        if running is None:
+            self._running = _Running(cache, mask, [job], [first], [length])
             return
-        for job in jobs:
-            job.close()
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        width = max(running.width, length)
+        grow, pad = width - running.width, width - length
+        running.kv = [
+            (
+                torch.cat([_left_pad(bk, grow, 2), _left_pad(k, pad, 2)]),
+                torch.cat([_left_pad(bv, grow, 2), _left_pad(v, pad, 2)]),
+            )
+            for (bk, bv), (k, v) in zip(running.kv, kv, strict=True)
+        ]
+        running.mask = torch.cat([_left_pad(running.mask, grow, 1), _left_pad(mask, pad, 1)])
+        running.jobs.append(job)
+        running.next_ids.append(first)
+        running.lengths.append(length)
+
+    @torch.inference_mode()
+    def _decode_step(self) -> None:
+        running = self._running
+        started = time.monotonic()
+        mask = torch.cat([running.mask, running.mask.new_ones((len(running.jobs), 1))], dim=1)
+        output = self.model(
+            input_ids=torch.tensor([[i] for i in running.next_ids], device=self.device),
+            attention_mask=mask,
+            position_ids=torch.tensor([[n] for n in running.lengths], device=self.device),
+            cache_position=torch.tensor([running.width], device=self.device),
+            past_key_values=running.cache,
+            use_cache=True,
+        )
+        running.mask = mask
+        running.lengths = [n + 1 for n in running.lengths]
+        running.next_ids = output.logits[:, -1].argmax(dim=-1).tolist()
+        for job, token_id in zip(running.jobs, running.next_ids, strict=True):
+            job.push(token_id)
+        elapsed = time.monotonic() - started
+        if elapsed > 0:
+            TOKENS_PER_SECOND.set(len(running.jobs) / elapsed)
+
+    def _drop_leaving(self) -> None:
+        running = self._running
+        keep = [row for row, job in enumerate(running.jobs) if not job.leaving]
+        for job in running.jobs:
+            if job.cancelled.is_set():
+                job.close()
+        if not keep:
+            self._running = None
+            return
+        if len(keep) == len(running.jobs):
+            return
+        index = torch.tensor(keep, device=self.device)
+        mask = running.mask.index_select(0, index)
+        # Columns that are padding in every remaining row are dropped.
+        cut = int((mask.cumsum(dim=1) == 0).sum(dim=1).min())
+        running.kv = [
+            (k.index_select(0, index)[:, :, cut:], v.index_select(0, index)[:, :, cut:])
+            for k, v in running.kv
+        ]
+        running.mask = mask[:, cut:]
+        running.jobs = [running.jobs[row] for row in keep]
+        running.next_ids = [running.next_ids[row] for row in keep]
+        running.lengths = [running.lengths[row] for row in keep]
