@@ -5,6 +5,7 @@ unset, the entry points (manage.py, asgi, wsgi) start the embedded ones first
 (config.embedded), which sets both before this module is read.
 """
 
+import json
 from pathlib import Path
 
 import environ
@@ -12,8 +13,36 @@ from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
 from config.embedded import data_dir, running_embedded
+from inference.client import RESERVED_BODY_FIELDS
 
 env = environ.Env()
+
+
+def json_object_setting(name: str, raw: str) -> dict:
+    """The environment variable ``name`` holding a JSON object ("" is an empty one)."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON ({exc}): {raw!r}") from exc
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(
+            f'{name} must be a JSON object such as {{"top_k": 1}}, not {type(value).__name__}'
+        )
+    return value
+
+
+def inference_extra_body(raw: str) -> dict:
+    value = json_object_setting("INFERENCE_EXTRA_BODY", raw)
+    reserved = sorted(set(value) & set(RESERVED_BODY_FIELDS))
+    if reserved:
+        raise ImproperlyConfigured(
+            f"INFERENCE_EXTRA_BODY may not set {', '.join(reserved)}: the client sets "
+            "them (the model name comes from INFERENCE_MODEL_NAME)"
+        )
+    return value
+
 
 DATA_DIR = data_dir()
 
@@ -269,13 +298,17 @@ INDEX_BUILD_WORKERS = env.int("INDEX_BUILD_WORKERS", default=1)
 # Inference: an OpenAI-compatible server (this project's inference.server by default).
 INFERENCE_PORT = env.int("INFERENCE_PORT", default=8001)
 INFERENCE_URL = env("INFERENCE_URL", default=f"http://127.0.0.1:{INFERENCE_PORT}")
-# The model name sent with each request (vLLM and TGI check it against what they serve).
-INFERENCE_MODEL_NAME = env("INFERENCE_MODEL_NAME", default="default")
+# The model name sent with each request (vLLM and TGI check it against what they serve);
+# empty: the one the server lists at GET /v1/models.
+INFERENCE_MODEL_NAME = env("INFERENCE_MODEL_NAME", default="")
 # A local model directory replacing the packaged default; the web side reads only its
 # tokenizer (prompt budgets) and whether it is a base or an instruct model.
 INFERENCE_MODEL = env("INFERENCE_MODEL", default="")
 INFERENCE_MODEL_KIND = env("INFERENCE_MODEL_KIND", default="")  # base or instruct; detected
 INFERENCE_PROMPT_BUDGET = env.int("INFERENCE_PROMPT_BUDGET", default=2048)
+# A JSON object merged into every generation request, e.g. {"top_k": 1} or
+# {"chat_template_kwargs": {"enable_thinking": false}} (inference.client.InferenceClient).
+INFERENCE_EXTRA_BODY = inference_extra_body(env("INFERENCE_EXTRA_BODY", default=""))
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

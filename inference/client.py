@@ -1,7 +1,9 @@
 """A small client for the OpenAI-compatible inference API (ours, vLLM, TGI...).
 
 Importable without Django and without torch: it only speaks HTTP. The caller passes the
-server address (the web side takes it from settings).
+server address (the web side takes it from settings). Without a configured model name the
+client sends the one the server lists first at GET /v1/models, asked once per process and
+server, and asked again once when the server answers 404 (restarted with another model).
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from typing import Any
 
 import httpx
 
+from inference.model_files import MODEL_KINDS
+
 DEFAULT_CONNECT_TIMEOUT = 3.0
 DEFAULT_READ_TIMEOUT = 120.0
+# What the client itself sets in a request body: extra_body never replaces these.
+RESERVED_BODY_FIELDS = ("model", "prompt", "messages", "stream", "stream_options")
 
 
 class InferenceUnavailable(RuntimeError):
@@ -37,6 +43,24 @@ class Completion:
     completion_tokens: int
     model: str
     finish_reason: str = ""
+
+
+@dataclass(frozen=True)
+class ServerModel:
+    """The first model a server lists at GET /v1/models."""
+
+    id: str
+    kind: str | None = None  # base or instruct: this project's server says, vLLM and TGI do not
+    max_model_len: int | None = None  # prompt and answer tokens together (vLLM, ours)
+
+
+# Base URL -> the model its server listed: asked once per process, not once per answer.
+_server_models: dict[str, ServerModel] = {}
+
+
+def forget_server_models() -> None:
+    """Ask every server again on next use (tests; a server known to have changed)."""
+    _server_models.clear()
 
 
 def normalise_base_url(url: str) -> str:
@@ -85,14 +109,24 @@ class InferenceClient:
         self,
         *,
         base_url: str,
-        model: str = "default",
+        model: str = "",
+        extra_body: dict | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         retries: int = 2,
         backoff_s: float = 0.3,
     ):
+        """``model``: the name sent with each request; empty sends the one the server lists.
+        ``extra_body``: fields merged into every completion and chat request (sampling
+        options, ``chat_template_kwargs``...); they replace max_tokens, stop and temperature
+        but never the RESERVED_BODY_FIELDS the client sets itself."""
         self.base_url = normalise_base_url(base_url)
-        self.model = model
+        self.model = model.strip()
+        self.extra_body = {
+            key: value
+            for key, value in (extra_body or {}).items()
+            if key not in RESERVED_BODY_FIELDS
+        }
         self.retries = retries
         self.backoff_s = backoff_s
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
@@ -147,12 +181,40 @@ class InferenceClient:
         except httpx.HTTPError:
             return False
 
+    def server_model(self, *, refresh: bool = False) -> ServerModel:
+        """What the server serves (the first entry of GET /v1/models), remembered for the
+        process; ``refresh`` asks again. InferenceUnavailable when the server is down or not
+        ready, InferenceError when it lists no model (or has no /v1/models)."""
+        known = None if refresh else _server_models.get(self.base_url)
+        if known is not None:
+            return known
+        with httpx.Client(timeout=self._timeout) as http:
+            response = self._send(http, "/v1/models", None, stream=False)
+            try:
+                listing = response.json()
+            except ValueError:
+                listing = None
+            finally:
+                response.close()
+        entries = listing.get("data") if isinstance(listing, dict) else None
+        entry = entries[0] if isinstance(entries, list) and entries else None
+        if not isinstance(entry, dict) or not entry.get("id"):
+            raise InferenceError(f"the inference server at {self.base_url} lists no model")
+        length = entry.get("max_model_len")
+        served = ServerModel(
+            id=str(entry["id"]),
+            kind=entry.get("kind") if entry.get("kind") in MODEL_KINDS else None,
+            max_model_len=length if isinstance(length, int) and length > 0 else None,
+        )
+        _server_models[self.base_url] = served
+        return served
+
     def _body(self, *, max_tokens: int, stop: Sequence[str], temperature: float) -> dict:
         return {
-            "model": self.model,
             "max_tokens": max_tokens,
             "stop": list(stop) or None,
             "temperature": temperature,
+            **self.extra_body,
         }
 
     def _completion(self, data: dict, *, text: str) -> Completion:
@@ -167,7 +229,7 @@ class InferenceClient:
 
     def _post(self, path: str, payload: dict) -> dict:
         with httpx.Client(timeout=self._timeout) as http:
-            response = self._send(http, path, {**payload, "stream": False}, stream=False)
+            response = self._send_for_model(http, path, {**payload, "stream": False}, stream=False)
             try:
                 return response.json()
             finally:
@@ -176,7 +238,7 @@ class InferenceClient:
     def _sse(self, path: str, payload: dict) -> Iterator[dict]:
         payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
         with httpx.Client(timeout=self._timeout) as http:
-            response = self._send(http, path, payload, stream=True)
+            response = self._send_for_model(http, path, payload, stream=True)
             try:
                 for line in response.iter_lines():
                     if not line.startswith("data:"):
@@ -193,12 +255,28 @@ class InferenceClient:
             finally:
                 response.close()
 
-    def _send(self, http: httpx.Client, path: str, payload: dict, *, stream: bool) -> Any:
-        """Send, retrying only failures where the server cannot have started generating."""
+    def _send_for_model(self, http: httpx.Client, path: str, payload: dict, *, stream: bool) -> Any:
+        """Send with the model name; a name asked from the server that it no longer knows
+        (404: restarted with another model) is asked again, once."""
+        name = self.model or self.server_model().id
+        try:
+            return self._send(http, path, {**payload, "model": name}, stream=stream)
+        except InferenceError as exc:
+            if self.model or exc.status_code != 404:
+                raise
+            renamed = self.server_model(refresh=True).id
+            if renamed == name:
+                raise
+            return self._send(http, path, {**payload, "model": renamed}, stream=stream)
+
+    def _send(self, http: httpx.Client, path: str, payload: dict | None, *, stream: bool) -> Any:
+        """POST ``payload`` (GET without one), retrying only failures where the server cannot
+        have started generating."""
         url = f"{self.base_url}{path}"
+        method = "GET" if payload is None else "POST"
         for attempt in range(self.retries + 1):
             try:
-                request = http.build_request("POST", url, json=payload)
+                request = http.build_request(method, url, json=payload)
                 response = http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt == self.retries:
@@ -238,11 +316,13 @@ class InferenceClient:
 
 
 def _message(body: Any) -> str:
+    """The error message of OpenAI's and newer vLLM's {"error": {"message"}}, older vLLM's
+    {"object": "error", "message"}, TGI's {"error": "..."} or a {"detail"}."""
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
             return str(error.get("message", error))
         if error:
             return str(error)
-        return str(body.get("detail", body))
+        return str(body.get("message") or body.get("detail") or body)
     return str(body)

@@ -8,14 +8,18 @@ converts or downloads anything; ``inference.prepare`` does the one-time conversi
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Literal
 
 DEFAULT_MODEL_DIRNAME = "gemma3-270m"
 MARKER_FILENAME = "prepared.json"
 MARKER_VERSION = 2
+
+logger = logging.getLogger(__name__)
 
 ModelKind = Literal["base", "instruct"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("base", "instruct")
@@ -62,24 +66,53 @@ def marker_is_valid(model_dir: Path, *, verify_checksums: bool = False) -> bool:
     return bool(marker["files"])
 
 
-def model_kind(model_dir: Path | None, *, forced: str = "") -> ModelKind:
+def model_kind(
+    model_dir: Path | None, *, forced: str = "", reported: str | None = None
+) -> ModelKind:
     """``instruct`` when the model has a chat template, else ``base``.
 
     ``forced`` (INFERENCE_MODEL_KIND: base or instruct) overrides the detection, and a kind
     recorded in the preparation marker wins over the tokenizer files (the default model's
     tokenizer carries a chat template although the weights are a base model). Without a
-    model directory (an external server) the kind is ``forced`` or ``base``.
+    model directory (an external server) the kind is the one the server ``reported`` (this
+    project's server does in /v1/models; vLLM and TGI do not), else ``base``, with a warning
+    logged once.
     """
     forced = (forced or "").strip().lower()
     if forced in MODEL_KINDS:
         return forced  # type: ignore[return-value]
     if model_dir is None:
+        if reported in MODEL_KINDS:
+            return reported  # type: ignore[return-value]
+        _warn_kind_unknown()
         return "base"
     with contextlib.suppress(OSError, ValueError):
         recorded = json.loads((model_dir / MARKER_FILENAME).read_text()).get("kind")
         if recorded in MODEL_KINDS:
             return recorded
     return "instruct" if has_chat_template(model_dir) else "base"
+
+
+@functools.cache
+def _warn_kind_unknown() -> None:
+    logger.warning(
+        "nothing tells whether the served model is a base or an instruct model (no local "
+        "model directory, and the inference server does not say): prompting it as a base "
+        "model; set INFERENCE_MODEL_KIND=instruct for a chat model, or =base to silence this"
+    )
+
+
+def max_model_len(model_dir: Path) -> int | None:
+    """The context (prompt and answer tokens together) the model's config.json declares."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for section in (config, config.get("text_config") or {}):
+        value = section.get("max_position_embeddings")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def has_chat_template(model_dir: Path) -> bool:

@@ -35,6 +35,7 @@ os.environ.pop("prometheus_multiproc_dir", None)
 
 import anyio
 import uvicorn
+from jinja2.exceptions import TemplateError
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
@@ -42,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from inference.model_files import model_name
+from inference.model_files import max_model_len, model_kind, model_name
 from inference.protocol import (
     BadRequest,
     Protocol,
@@ -74,6 +75,8 @@ class State:
     error: str = ""
     engine: Any = None
     model_name: str = ""
+    model_kind: str = ""  # base or instruct, reported in /v1/models
+    max_model_len: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class ServerConfig:
     model: str = ""  # a local Hugging Face model directory instead of the packaged default
     model_dir: Path | None = None  # an already prepared directory: skips preparation
     max_batch_size: int | None = None
+    prefix_cache_size: int = 4
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
@@ -106,12 +110,12 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     async def models(request: Request) -> Response:
         if state.status != "ready":
             return _error(503, f"the model is not ready ({state.status})", "unavailable")
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [{"id": state.model_name, "object": "model", "owned_by": "local"}],
-            }
-        )
+        entry = {"id": state.model_name, "object": "model", "owned_by": "local"}
+        # Beyond OpenAI's fields: what a client without the model's files cannot know.
+        entry["kind"] = state.model_kind
+        if state.max_model_len:
+            entry["max_model_len"] = state.max_model_len
+        return JSONResponse({"object": "list", "data": [entry]})
 
     async def completions(request: Request) -> Response:
         return await _handle(request, state, chat=False)
@@ -144,10 +148,15 @@ def _load(state: State, config: ServerConfig) -> None:
             data_dir=config.data_dir, override=config.model
         )
         state.model_name = model_name(model_dir)
+        state.model_kind, state.max_model_len = model_kind(model_dir), max_model_len(model_dir)
         state.status = "loading"
         from inference.engine import Engine
 
-        engine = Engine(model_dir=model_dir, max_batch_size=config.max_batch_size)
+        engine = Engine(
+            model_dir=model_dir,
+            max_batch_size=config.max_batch_size,
+            prefix_cache_size=config.prefix_cache_size,
+        )
         engine.load()
         state.status = "warming_up"
         _warm_up(engine)
@@ -187,7 +196,7 @@ async def _handle(request: Request, state: State, *, chat: bool) -> Response:
             )
         except PromptTooLong as exc:
             raise BadRequest(str(exc)) from exc
-    except ValueError as exc:  # BadRequest, JSONDecodeError, template errors
+    except (ValueError, TemplateError) as exc:  # BadRequest, JSONDecodeError, chat templates
         REQUESTS.labels(endpoint, "400").inc()
         return _error(400, str(exc), "invalid_request_error")
     response_id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
@@ -289,7 +298,14 @@ def main(argv: list[str] | None = None) -> None:
         "--max-batch",
         type=int,
         default=int(env("INFERENCE_MAX_BATCH", "0")) or None,
-        help="requests decoded together (default 16 on a GPU, 4 on CPU)",
+        help="requests decoded together; more wait for a place (default 32 on a GPU, 8 on CPU)",
+    )
+    parser.add_argument(
+        "--prefix-cache",
+        type=int,
+        default=int(env("INFERENCE_PREFIX_CACHE", "4")),
+        help="recent prompts whose key/value cache is kept to prefill what a new prompt "
+        "shares with them (0: off)",
     )
     parser.add_argument("--log-level", default=env("INFERENCE_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
@@ -299,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         model=args.model,
         model_dir=args.model_dir,
         max_batch_size=args.max_batch,
+        prefix_cache_size=args.prefix_cache,
     )
     uvicorn.run(
         create_app(config),

@@ -33,11 +33,18 @@ from chatbot.answering.prompts import (
     TokenCounter,
     Turn,
     build_prompt,
+    prompt_budget,
     token_counter,
 )
 from chatbot.citations import Citation
-from inference.client import CompletionStream, InferenceClient, InferenceUnavailable
-from inference.model_files import ModelKind, locate_model_dir, model_kind
+from inference.client import (
+    CompletionStream,
+    InferenceClient,
+    InferenceError,
+    InferenceUnavailable,
+    ServerModel,
+)
+from inference.model_files import ModelKind, locate_model_dir, model_kind, model_name
 
 SNIPPET_CHARS = 240
 _LEADING_MARKER = re.compile(r"^\s*\[\s*(none|\d+(?:\s*,\s*\d+)*)\s*\]\s*", re.IGNORECASE)
@@ -85,16 +92,24 @@ class AnswerEvent:
 
 def model_dir() -> Path | None:
     """The prepared model's directory, for its tokenizer and kind; None while it is absent
-    (an external server: counts are estimated and the kind comes from settings)."""
+    (an external server: counts are estimated and the kind comes from settings or the
+    server)."""
     return locate_model_dir(data_dir=settings.DATA_DIR, override=settings.INFERENCE_MODEL)
 
 
-def configured_kind(directory: Path | None) -> ModelKind:
-    return model_kind(directory, forced=settings.INFERENCE_MODEL_KIND)
+def configured_kind(directory: Path | None, served: ServerModel | None = None) -> ModelKind:
+    """INFERENCE_MODEL_KIND, else the local model directory's, else what the server says."""
+    return model_kind(
+        directory, forced=settings.INFERENCE_MODEL_KIND, reported=served.kind if served else None
+    )
 
 
 def inference_client() -> InferenceClient:
-    return InferenceClient(base_url=settings.INFERENCE_URL, model=settings.INFERENCE_MODEL_NAME)
+    return InferenceClient(
+        base_url=settings.INFERENCE_URL,
+        model=settings.INFERENCE_MODEL_NAME,
+        extra_body=settings.INFERENCE_EXTRA_BODY,
+    )
 
 
 def answer_from_hits(
@@ -116,17 +131,21 @@ def answer_from_hits(
     sources = [
         _source(index, hit, question=question) for index, hit in enumerate(relevant, start=1)
     ]
-    directory = model_dir() if kind is None or counter is None else None
+    client = client or inference_client()
+    served = _server_model(client)
+    directory = _served_model_dir(served) if kind is None or counter is None else None
     prompt = build_prompt(
         question=question,
         sources=sources,
         history=_turns(history),
-        kind=kind or configured_kind(directory),
+        kind=kind or configured_kind(directory, served),
         counter=counter or token_counter(directory),
-        budget_tokens=settings.INFERENCE_PROMPT_BUDGET,
+        budget_tokens=prompt_budget(
+            settings.INFERENCE_PROMPT_BUDGET,
+            max_model_len=served.max_model_len if served else None,
+        ),
         best_last=settings.ANSWER_BEST_SOURCE_LAST,
     )
-    client = client or inference_client()
     reader = _AnswerReader(prompt.answer_prefix)
     gate = SentenceGate(question=question, sources=prompt.sources)
     deltas = 0
@@ -176,6 +195,25 @@ def relevant_hits(hits: Sequence[Any]) -> list[Any]:
         and getattr(hit, "score", 1) > 0
         and (getattr(hit, "similarity", None) is None or hit.similarity >= floor)
     ]
+
+
+def _served_model_dir(served: ServerModel | None) -> Path | None:
+    """The local model directory, when it holds the model the server serves: the packaged
+    default prepared by an earlier `make run` says nothing about a model served by vLLM
+    (its tokenizer would miscount, its kind may be wrong). INFERENCE_MODEL is trusted."""
+    directory = model_dir()
+    if directory is None or served is None or settings.INFERENCE_MODEL:
+        return directory
+    return directory if served.id.rstrip("/").rsplit("/", 1)[-1] == model_name(directory) else None
+
+
+def _server_model(client: InferenceClient) -> ServerModel | None:
+    """What the server says about its model (kind, context length), if it says anything.
+    A server down or not ready fails the generation request too, which reports it."""
+    try:
+        return client.server_model()
+    except (InferenceUnavailable, InferenceError):
+        return None
 
 
 def _start(client: InferenceClient, prompt: Prompt) -> CompletionStream:

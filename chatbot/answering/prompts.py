@@ -135,6 +135,19 @@ def token_counter(model_dir: Path | None) -> TokenCounter:
     return TokenCounter(_load_tokenizer(str(tokenizer_json)))
 
 
+def prompt_budget(
+    configured: int,
+    *,
+    max_model_len: int | None,
+    max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
+) -> int:
+    """The prompt's token budget: ``configured`` (INFERENCE_PROMPT_BUDGET), capped so prompt
+    and answer fit the context the server reports (``max_model_len``, None when it does not)."""
+    if not max_model_len:
+        return configured
+    return max(0, min(configured, max_model_len - max_answer_tokens))
+
+
 def build_prompt(
     *,
     question: str,
