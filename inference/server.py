@@ -88,6 +88,8 @@ class ServerConfig:
     model_dir: Path | None = None  # an already prepared directory: skips preparation
     max_batch_size: int | None = None
     prefix_cache_size: int = 4
+    draft_tokens: int = 8
+    quantize: str = ""
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
@@ -156,6 +158,8 @@ def _load(state: State, config: ServerConfig) -> None:
             model_dir=model_dir,
             max_batch_size=config.max_batch_size,
             prefix_cache_size=config.prefix_cache_size,
+            draft_tokens=config.draft_tokens,
+            quantize=config.quantize,
         )
         engine.load()
         state.status = "warming_up"
@@ -307,6 +311,19 @@ def main(argv: list[str] | None = None) -> None:
         help="recent prompts whose key/value cache is kept to prefill what a new prompt "
         "shares with them (0: off)",
     )
+    parser.add_argument(
+        "--draft-tokens",
+        type=int,
+        default=int(env("INFERENCE_DRAFT_TOKENS", "8")),
+        help="prompt lookup decoding: tokens copied from the prompt and checked in one step "
+        "while a request decodes alone (0: off; the tokens are the same either way)",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=["", "int8"],
+        default=env("INFERENCE_QUANTIZE", ""),
+        help="int8: dynamic int8 linear layers on CPU, faster but not the same answers",
+    )
     parser.add_argument("--log-level", default=env("INFERENCE_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
@@ -316,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
         model_dir=args.model_dir,
         max_batch_size=args.max_batch,
         prefix_cache_size=args.prefix_cache,
+        draft_tokens=args.draft_tokens,
+        quantize=args.quantize,
     )
     uvicorn.run(
         create_app(config),

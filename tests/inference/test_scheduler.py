@@ -27,7 +27,7 @@ FACTS = [
 def engine(model_dir):
     from inference.engine import Engine
 
-    engine = Engine(model_dir=model_dir, max_batch_size=8, prefix_cache_size=4)
+    engine = Engine(model_dir=model_dir, max_batch_size=8, prefix_cache_size=4, draft_tokens=8)
     engine.load()
     yield engine
     engine.stop()
@@ -75,7 +75,10 @@ def wait_for_tokens(job, count: int, *, timeout: float = 120) -> None:
         time.sleep(0.01)
 
 
-def test_tokens_under_concurrent_load_equal_each_prompt_alone(engine, counter):
+@pytest.fixture(scope="module")
+def reference(engine, counter):
+    """Prompts of different lengths (two past the 512-token window) and the tokens
+    transformers' generate gives each alone."""
     prompts = [
         answer_prompt(counter, sentences=14, question="What is the torque on aircraft 3?"),
         answer_prompt(counter, sentences=1, question="How much is a hotel in a category 2 city?"),
@@ -85,9 +88,20 @@ def test_tokens_under_concurrent_load_equal_each_prompt_alone(engine, counter):
     ]
     prompt_ids = [engine.encode_prompt(p) for p in prompts]
     lengths = [len(ids) for ids in prompt_ids]
-    assert sum(n > 1000 for n in lengths) >= 2 and min(lengths) < 16, lengths  # past the window
+    assert sum(n > 1000 for n in lengths) >= 2 and min(lengths) < 16, lengths
     expected = [alone(engine, ids) for ids in prompt_ids]
+    assert sum(map(len, expected)) >= 3 * NEW_TOKENS  # not a comparison of empty answers
+    return prompt_ids, expected
 
+
+def draft_tokens(outcome: str) -> float:
+    from inference.engine import DRAFT_TOKENS
+
+    return DRAFT_TOKENS.labels(outcome)._value.get()
+
+
+def test_tokens_under_concurrent_load_equal_each_prompt_alone(engine, reference):
+    prompt_ids, expected = reference
     # Each request arrives while the ones before it are decoding.
     jobs = []
     for ids in prompt_ids:
@@ -98,11 +112,26 @@ def test_tokens_under_concurrent_load_equal_each_prompt_alone(engine, counter):
         list(job.events())
 
     assert [job.token_ids for job in jobs] == expected
-    assert sum(map(len, expected)) >= 3 * NEW_TOKENS  # not a comparison of empty answers
     assert sum(overlapped) >= 3  # the requests really were decoded together
     # Every answer prompt after the first starts with the same instructions and examples.
     reused = [job.reused_prefix_tokens for job in jobs]
     assert reused[0] == 0 and all(n > 200 for n in reused[1:3] + reused[4:]), reused
+
+
+def test_prompt_lookup_decoding_alone_gives_the_tokens_of_one_step_at_a_time(engine, reference):
+    prompt_ids, expected = reference
+    accepted, rejected = draft_tokens("accepted"), draft_tokens("rejected")
+
+    produced = []
+    for ids in prompt_ids:
+        job = engine.submit(ids, max_tokens=NEW_TOKENS)
+        list(job.events())
+        produced.append(job.token_ids)
+
+    assert produced == expected
+    # Drafts were checked, and both kept and thrown away: the path under test really ran.
+    assert draft_tokens("accepted") - accepted >= NEW_TOKENS
+    assert draft_tokens("rejected") > rejected
 
 
 def test_a_request_starts_while_another_is_decoding_and_cancelled_rows_leave(engine):
