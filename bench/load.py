@@ -34,11 +34,25 @@ SEARCH_QUERIES = [
     "records retention for invoices",
     "expense claim deadline",
 ]
+# Distinct questions the bench user (alice_finance: finance and everyone's documents) may ask;
+# each user starts at another one, so concurrent users rarely ask the same at once.
 CHAT_QUESTIONS = [
     "What is the domestic daily meal per diem?",
     "Who approves international trips?",
     "How long do I have to submit an expense claim?",
     "When are taxis reimbursed?",
+    "What was Veluna Air's revenue in Q3 2024?",
+    "On which days are supplier payment runs made?",
+    "What format does a purchase order number on an invoice need to have?",
+    "What's the most I can spend on a hotel per night on a domestic trip?",
+    "How many days of annual leave does a full-time employee get?",
+    "What is the IT service desk extension?",
+    "What was EBITDA in Q3 2024?",
+    "What fuel budget is planned for FY2025?",
+    "Who is the station manager at Saint-Élouan?",
+    "What are the opening hours of the staff canteen?",
+    "What's the midpoint of salary band E3?",
+    "I've lost my ID badge. Which extension do I call?",
 ]
 
 
@@ -47,6 +61,7 @@ class Stats:
     latencies: list[float] = field(default_factory=list)
     first_tokens: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    tokens_per_s: float | None = None  # completion tokens the model server generated
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -130,9 +145,8 @@ async def chat_user(client, headers, deadline, stats, max_requests: int, offset:
     for i in range(max_requests):
         if time.monotonic() >= deadline:
             return
-        await stream_chat(
-            client, headers, CHAT_QUESTIONS[(offset + i) % len(CHAT_QUESTIONS)], stats
-        )
+        question = CHAT_QUESTIONS[(offset * 4 + i) % len(CHAT_QUESTIONS)]
+        await stream_chat(client, headers, question, stats)
 
 
 async def probe(client, stop: asyncio.Event, stats: Stats, interval: float = 0.25):
@@ -153,6 +167,19 @@ async def probe(client, stop: asyncio.Event, stats: Stats, interval: float = 0.2
         await asyncio.sleep(interval)
 
 
+async def tokens_generated(inference_url: str) -> float | None:
+    """The inference server's completion-token counter (None: not this project's server)."""
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(f"{inference_url}/metrics")
+    except httpx.HTTPError:
+        return None
+    for line in response.text.splitlines():
+        if line.startswith("chatbot_inference_tokens_generated_total "):
+            return float(line.split()[1])
+    return None
+
+
 async def run_phase(kind: str, users: int, args, headers) -> tuple[Stats, Stats, float]:
     limits = httpx.Limits(max_connections=users + 4, max_keepalive_connections=users + 4)
     timeout = httpx.Timeout(args.chat_timeout if kind == "chat" else 30.0)
@@ -162,10 +189,14 @@ async def run_phase(kind: str, users: int, args, headers) -> tuple[Stats, Stats,
         deadline = started + args.duration
         worker = search_user if kind == "search" else chat_user
         probe_task = asyncio.create_task(probe(client, stop, probe_stats))
+        tokens_before = await tokens_generated(args.inference_url)
         await asyncio.gather(
             *(worker(client, headers, deadline, stats, args.max_requests, n) for n in range(users))
         )
         elapsed = time.monotonic() - started
+        tokens_after = await tokens_generated(args.inference_url)
+        if tokens_before is not None and tokens_after is not None:
+            stats.tokens_per_s = (tokens_after - tokens_before) / elapsed
         stop.set()
         await probe_task
     return stats, probe_stats, elapsed
@@ -198,6 +229,8 @@ def report(kind: str, users: int, stats: Stats, probe_stats: Stats, elapsed: flo
             f" first-token p50={ms(pct(stats.first_tokens, 0.5))}ms "
             f"p95={ms(pct(stats.first_tokens, 0.95))}ms"
         )
+        if stats.tokens_per_s is not None:
+            line += f" model tokens/s={stats.tokens_per_s:.1f}"
     line += (
         f" | other requests meanwhile: n={len(probe_stats.latencies)} "
         f"p50={ms(pct(probe_stats.latencies, 0.5))}ms p95={ms(pct(probe_stats.latencies, 0.95))}ms "
@@ -218,6 +251,11 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
     parser.add_argument("--max-requests", type=int, default=10_000, help="per user and phase")
     parser.add_argument("--chat-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--inference-url",
+        default="http://127.0.0.1:8001",
+        help="the inference server, for its generated-token counter (/metrics)",
+    )
     parser.add_argument("--skip", choices=["search", "chat"], action="append", default=[])
     args = parser.parse_args(argv)
     if urlsplit(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -232,9 +270,13 @@ async def main(argv: list[str] | None = None) -> int:
     for kind in ("search", "chat"):
         if kind in args.skip:
             continue
+        rates = {}
         for users in levels:
             stats, probe_stats, elapsed = await run_phase(kind, users, args, headers)
             report(kind, users, stats, probe_stats, elapsed)
+            rates[users] = stats.tokens_per_s
+        if kind == "chat" and rates.get(1) and rates.get(4):
+            print(f"chat   model tokens/s at 4 users / 1 user: {rates[4] / rates[1]:.2f}x")
     if "chat" not in args.skip:
         users = max(levels)
         dropped, after = await disconnect_phase(args, headers, users)

@@ -188,11 +188,17 @@ def _held_back_chars(text: str, stops: Sequence[str]) -> int:
     return longest
 
 
-def pick_device() -> tuple[str, torch.dtype]:
-    """CUDA with bfloat16 when available, else CPU with float32 (bfloat16 is slower on CPU)."""
-    if torch.cuda.is_available():
-        return "cuda", torch.bfloat16
-    return "cpu", torch.float32
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_device(dtype: str = "") -> tuple[str, torch.dtype]:
+    """CUDA with bfloat16 when available, else CPU with float32 (bfloat16 is slower on CPU);
+    ``dtype`` (float32, bfloat16 or float16) overrides the type."""
+    if dtype and dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    default = torch.bfloat16 if device == "cuda" else torch.float32
+    return device, DTYPES[dtype] if dtype else default
 
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [batch, heads, len, dim]
@@ -292,16 +298,17 @@ class Engine:
         prefix_cache_size: int = 4,
         draft_tokens: int = 8,
         quantize: str = "",
+        dtype: str = "",
     ):
         if quantize not in ("", "int8"):
             raise ValueError(f"quantize must be empty or int8, not {quantize!r}")
         self.model_dir = model_dir
         self.draft_tokens = draft_tokens
         self.quantize = quantize
-        self.device, self.dtype = pick_device()
+        self.device, self.dtype = pick_device(dtype)
         if quantize and self.device != "cpu":
             raise ValueError("int8 dynamic quantization runs on CPU only")
-        self.max_batch_size = max_batch_size or (32 if self.device == "cuda" else 8)
+        self.max_batch_size = max_batch_size or (64 if self.device == "cuda" else 16)
         self.prefix_cache = PrefixCache(prefix_cache_size)
         self._jobs: queue.Queue[Job] = queue.Queue()
         self._running: _Running | None = None

@@ -90,6 +90,7 @@ class ServerConfig:
     prefix_cache_size: int = 4
     draft_tokens: int = 8
     quantize: str = ""
+    dtype: str = ""
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
@@ -160,6 +161,7 @@ def _load(state: State, config: ServerConfig) -> None:
             prefix_cache_size=config.prefix_cache_size,
             draft_tokens=config.draft_tokens,
             quantize=config.quantize,
+            dtype=config.dtype,
         )
         engine.load()
         state.status = "warming_up"
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         "--max-batch",
         type=int,
         default=int(env("INFERENCE_MAX_BATCH", "0")) or None,
-        help="requests decoded together; more wait for a place (default 32 on a GPU, 8 on CPU)",
+        help="requests decoded together; more wait for a place (default 64 on a GPU, 16 on CPU)",
     )
     parser.add_argument(
         "--prefix-cache",
@@ -324,6 +326,12 @@ def main(argv: list[str] | None = None) -> None:
         default=env("INFERENCE_QUANTIZE", ""),
         help="int8: dynamic int8 linear layers on CPU, faster but not the same answers",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=["", "float32", "bfloat16", "float16"],
+        default=env("INFERENCE_DTYPE", ""),
+        help="the weights' type (default: bfloat16 on a GPU, float32 on CPU)",
+    )
     parser.add_argument("--log-level", default=env("INFERENCE_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
@@ -335,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         prefix_cache_size=args.prefix_cache,
         draft_tokens=args.draft_tokens,
         quantize=args.quantize,
+        dtype=args.dtype,
     )
     uvicorn.run(
         create_app(config),

@@ -6,6 +6,7 @@ cache, no padding, no prefix reuse): whatever the scheduler does to serve reques
 reused from earlier prompts) must not change a single greedy token.
 """
 
+import os
 import time
 
 import pytest
@@ -27,7 +28,14 @@ FACTS = [
 def engine(model_dir):
     from inference.engine import Engine
 
-    engine = Engine(model_dir=model_dir, max_batch_size=8, prefix_cache_size=4, draft_tokens=8)
+    # On a GPU (bench/gpu_check.sh) INFERENCE_DTYPE picks float32 or bfloat16.
+    engine = Engine(
+        model_dir=model_dir,
+        max_batch_size=8,
+        prefix_cache_size=4,
+        draft_tokens=8,
+        dtype=os.environ.get("INFERENCE_DTYPE", ""),
+    )
     engine.load()
     yield engine
     engine.stop()
@@ -55,8 +63,8 @@ def alone(engine, prompt_ids: list[int]) -> list[int]:
     import torch
 
     output = engine.model.generate(
-        torch.tensor([prompt_ids]),
-        attention_mask=torch.ones((1, len(prompt_ids)), dtype=torch.long),
+        torch.tensor([prompt_ids], device=engine.device),
+        attention_mask=torch.ones((1, len(prompt_ids)), dtype=torch.long, device=engine.device),
         max_new_tokens=NEW_TOKENS,
         do_sample=False,
         temperature=None,
