@@ -159,3 +159,29 @@ def test_a_request_starts_while_another_is_decoding_and_cancelled_rows_leave(eng
     assert len(long_job.token_ids) <= stopped_at + 1  # no decode steps after it left
     assert follower.token_ids and follower.finish_reason in ("stop", "length")
     assert long_job.done
+
+
+def test_the_shortlist_head_chooses_the_float32_argmax_and_falls_back_when_unproven(
+    engine, reference
+):
+    import torch
+    import torch.nn.functional as F
+
+    from inference.engine import HEAD_FULL_ROWS, GreedyHead
+
+    if engine.device != "cpu":
+        pytest.skip("the bfloat16 shortlist is the CPU float32 path")
+    prompt_ids, _expected = reference
+    ids = prompt_ids[0][:400]
+    with torch.inference_mode():
+        hidden = engine._forward(input_ids=torch.tensor([ids]), past_key_values=None)[0]
+        weight = engine.model.get_output_embeddings().weight
+        exact = F.linear(hidden, weight).argmax(dim=-1).tolist()  # every position's next token
+
+        assert engine._head(hidden) == exact
+        # A bound nothing can clear: every row is scored in full, and still right.
+        doubtful = GreedyHead(weight, shortlist=4)
+        doubtful.ERROR = 1e6
+        before = HEAD_FULL_ROWS._value.get()
+        assert doubtful(hidden) == exact
+        assert HEAD_FULL_ROWS._value.get() - before == len(ids)
