@@ -219,7 +219,10 @@ class GreedyHead:
     Any monotonic transform of the logits (Gemma's soft-capping) keeps the argmax.
     """
 
-    ERROR = 2.0**-6  # bfloat16 keeps 8 significant bits: 2^-8 per operand, doubled, with room
+    # bfloat16 keeps 8 significant bits (unit roundoff 2^-8): the hidden state and the weight
+    # each rounded (2 x 2^-8) and the score rounded (2^-8) stay under 1.5 x 2^-7 of
+    # sum |h_i w_i| <= |h| |w|; float32 accumulation adds ~640 x 2^-24. 2^-6 leaves room.
+    ERROR = 2.0**-6
 
     def __init__(self, weight: torch.Tensor, *, shortlist: int = 16):
         weight = weight.detach()
