@@ -10,7 +10,10 @@ loaded and warmed up with one generation, then 200.
 
 Why not ``transformers serve`` (4.57.1): it has no /v1/completions (a base model needs a raw
 prompt, not a chat template), always streams, reports no token usage, answers /health before
-any model is loaded, and its continuous batching fails on CPU.
+any model is loaded, and its continuous batching fails on CPU. transformers 5.23's continuous
+batching is exact on CPU, but served eight prompts 1.41x faster than one at a time where this
+engine is 2.05x (bench/batching.py, docs/benchmarks.md), and it needs transformers 5, which
+the pinned sentence-transformers refuses.
 """
 
 from __future__ import annotations
