@@ -6,7 +6,6 @@ server in a thread); the bundled server's own side is tested on its app with a f
 import logging
 import os
 import time
-from dataclasses import dataclass
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -22,32 +21,12 @@ from inference.client import (
     forget_server_models,
 )
 from inference.protocol import parse_params
+from tests.chatbot.answering.hits import HOTEL_HITS, Hit
 from tests.inference.vllm_standin import SERVED_MODEL, VllmStandin, prompt_token_count
 
 QUESTION = "How much is reimbursed per night for a hotel in London?"
 BASE_REPLY = "1] Hotel costs in London are reimbursed up to 180 EUR per night."
 NO_THINKING = {"chat_template_kwargs": {"enable_thinking": False}}
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk_id: int
-    document_id: int
-    title: str
-    text: str
-    score: float = 0.03
-
-
-HOTEL_HITS = [
-    Hit(
-        11,
-        1,
-        "Travel policy",
-        "Hotel costs are reimbursed up to 140 EUR per night in Germany "
-        "and 180 EUR per night in London. Breakfast is included.",
-    ),
-    Hit(12, 2, "Expense rules", "Receipts must be submitted within 30 days of the trip."),
-]
 
 
 @pytest.fixture(autouse=True)

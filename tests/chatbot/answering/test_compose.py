@@ -1,38 +1,12 @@
 """Answers composed from search hits, with the real default model behind the real server."""
 
-from dataclasses import dataclass
-
 import pytest
 
 from chatbot.answering.compose import NOT_FOUND_ANSWER, AnswerEvent, TokenEvent, answer_from_hits
 from inference.client import InferenceClient
+from tests.chatbot.answering.hits import HOTEL_HITS, Hit
 
 pytestmark = pytest.mark.model
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk_id: int
-    document_id: int
-    title: str
-    text: str
-    heading: str = ""
-    page: int | None = None
-    position: int = 0
-    score: float = 0.03
-    similarity: float | None = None
-
-
-HOTEL_HITS = [
-    Hit(
-        11,
-        1,
-        "Travel policy",
-        "Hotel costs are reimbursed up to 140 EUR per night in Germany "
-        "and 180 EUR per night in London. Breakfast is included.",
-    ),
-    Hit(12, 2, "Expense rules", "Receipts must be submitted within 30 days of the trip."),
-]
 
 
 def test_the_user_reads_the_right_figure_cited_whether_the_model_or_the_quote_gives_it(
