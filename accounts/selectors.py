@@ -1,7 +1,7 @@
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from accounts.models import Role, User
 
@@ -112,3 +112,28 @@ def users_by_usernames(*, usernames: Iterable[str]) -> list[User]:
             "Unknown user" + ("s" if len(missing) > 1 else "") + ": " + ", ".join(missing)
         )
     return [found[u] for u in wanted]
+
+
+def roles_held_by_every_active_user() -> dict[str, int]:
+    """Role names (with ids) that every active user holds; none while there is no active
+    user. What a model shared by everyone may learn is what all of them may read."""
+    active = User.objects.filter(is_active=True).count()
+    if not active:
+        return {}
+    held = (
+        Role.objects.filter(users__is_active=True)
+        .annotate(holders=Count("users", filter=Q(users__is_active=True), distinct=True))
+        .filter(holders=active)
+        .values_list("name", "pk")
+    )
+    return dict(held)
+
+
+def active_users_without_role(*, role_name: str, limit: int = 3) -> list[str]:
+    """Some active users who do not hold the role (for an error message)."""
+    return list(
+        User.objects.filter(is_active=True)
+        .exclude(roles__name=role_name)
+        .order_by("username")
+        .values_list("username", flat=True)[:limit]
+    )

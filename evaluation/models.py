@@ -87,3 +87,47 @@ class EvaluationCase(models.Model):
     @property
     def passed(self) -> bool:
         return not self.problems
+
+
+class FinetuneRun(models.Model):
+    """One `manage.py finetune`: the training set it built (kept as JSONL, its sha256
+    recorded), how training went, what the memorisation probe saw, and where the adapter is.
+    Evaluation runs of the adapter name it in their model ("<base>+<adapter>")."""
+
+    class Status(models.TextChoices):
+        BUILT = "built"  # --dry-run: the training set only
+        TRAINING = "training"
+        FINISHED = "finished"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=100)
+    source = models.CharField(max_length=20)  # synthetic, workspace
+    roles = models.JSONField(default=list)  # with --source workspace: the roles read
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.TRAINING)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    base_model = models.CharField(max_length=200, blank=True)
+    revision = models.CharField(max_length=64, blank=True)
+    seed = models.IntegerField(default=0)
+    out_dir = models.CharField(max_length=500, blank=True)
+    training_set_sha256 = models.CharField(max_length=64, blank=True)
+    # Examples by kind (answer, follow_up, not_found) for training and validation, and the
+    # examples dropped with why (a figure the gold passage does not hold, ...).
+    counts = models.JSONField(default=dict)
+    # Rank, learning rate, steps asked, minutes allowed, device: what shaped the adapter.
+    config = models.JSONField(default=dict)
+    steps = models.PositiveIntegerField(default=0)
+    best_step = models.PositiveIntegerField(default=0)
+    minutes = models.FloatField(default=0.0)
+    losses = models.JSONField(default=list)  # [[step, mean training loss], ...]
+    validation = models.JSONField(default=list)  # [[step, validation loss], ...]
+    # What the trained model said with no sources: training passages' openings and
+    # canaries from outside the training scope, and whether any came back.
+    probe = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name}"

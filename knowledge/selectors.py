@@ -8,6 +8,7 @@ return no text, so they carry no scope.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
@@ -115,3 +116,49 @@ def document_status_counts(*, failed_since, failed_until) -> dict[str, int]:
             & Q(status_changed_at__gte=failed_since, status_changed_at__lt=failed_until),
         ),
     )
+
+
+@dataclass(frozen=True)
+class TrainingDocument:
+    id: int
+    name: str  # the uploaded file's name, else the title
+    title: str
+    role_ids: frozenset[int]
+    passages: tuple[tuple[str, str], ...]  # (heading, text) in document order
+
+
+def documents_for_training_unchecked(*, role_ids: Iterable[int]) -> list[TrainingDocument]:
+    """Ready documents that one of ``role_ids`` may see, with their passages, for building
+    a training set (not on a user's behalf: the caller has checked that every active user
+    holds one of these roles). Every document returned has a role among ``role_ids``; its
+    chunks are read only where their own allowed roles overlap them too."""
+    wanted = sorted(set(role_ids))
+    if not wanted:
+        return []
+    documents = (
+        Document.objects.filter(status=Document.Status.READY, roles__in=wanted)
+        .distinct()
+        .order_by("pk")
+    )
+    found = []
+    with row_security.maintenance():
+        for document in documents:
+            document_roles = frozenset(
+                DocumentRole.objects.filter(document=document).values_list("role_id", flat=True)
+            )
+            assert document_roles & set(wanted), document.pk
+            passages = tuple(
+                Chunk.objects.filter(document=document, allowed_roles__overlap=wanted)
+                .order_by("position")
+                .values_list("heading", "text")
+            )
+            found.append(
+                TrainingDocument(
+                    id=document.pk,
+                    name=document.original_filename or document.title,
+                    title=document.title,
+                    role_ids=document_roles,
+                    passages=passages,
+                )
+            )
+    return found
