@@ -347,10 +347,12 @@ class Engine:
         draft_tokens: int = 8,
         quantize: str = "",
         dtype: str = "",
+        adapter_dir: Path | None = None,
     ):
         if quantize not in ("", "int8"):
             raise ValueError(f"quantize must be empty or int8, not {quantize!r}")
         self.model_dir = model_dir
+        self.adapter_dir = adapter_dir
         self.draft_tokens = draft_tokens
         self.quantize = quantize
         self.device, self.dtype = pick_device(dtype)
@@ -372,6 +374,10 @@ class Engine:
             attn_implementation="sdpa",
             local_files_only=True,
         ).to(self.device)
+        if self.adapter_dir is not None:
+            from inference.finetune import merged_model
+
+            self.model = merged_model(self.model, self.adapter_dir)  # no cost per token
         self.model.eval()
         if self.quantize == "int8":
             # Opt-in: about 4x faster decoding on CPU, answers not identical (docs/benchmarks.md).
@@ -397,8 +403,9 @@ class Engine:
         self._worker = threading.Thread(target=self._run, name="generation", daemon=True)
         self._worker.start()
         logger.info(
-            "loaded %s on %s/%s%s in %.1fs (batch %d, prefix cache %d, draft tokens %d)",
+            "loaded %s%s on %s/%s%s in %.1fs (batch %d, prefix cache %d, draft tokens %d)",
             self.model_dir,
+            f" with adapter {self.adapter_dir}" if self.adapter_dir else "",
             self.device,
             self.dtype,
             "+int8" if self.quantize else "",

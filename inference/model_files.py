@@ -131,6 +131,43 @@ def model_name(model_dir: Path) -> str:
     return model_dir.name
 
 
+# The answer model's adapter that `make run` serves with the packaged default model: trained
+# by `manage.py finetune` on the synthetic workspace, committed with its training record.
+SHIPPED_ADAPTER_DIR = Path(__file__).resolve().parent / "adapters" / "answer"
+ADAPTER_SEPARATOR = "+"  # a served model's name: "<base model>+<adapter>"
+
+
+def adapter_dir_for(setting: str, *, override_model: str = "") -> Path | None:
+    """The adapter to merge, from INFERENCE_ADAPTER: ``none`` for the base model, a directory,
+    or empty for the shipped adapter, which is for the packaged default model only (another
+    model, INFERENCE_MODEL, gets none unless one is named). ValueError when a named directory
+    holds no adapter."""
+    if setting.strip().lower() == "none":
+        return None
+    if not setting.strip():
+        if override_model or not (SHIPPED_ADAPTER_DIR / "adapter_config.json").is_file():
+            return None
+        return SHIPPED_ADAPTER_DIR
+    path = Path(setting).expanduser().resolve()
+    if not (path / "adapter_config.json").is_file():
+        raise ValueError(
+            f"INFERENCE_ADAPTER={setting} is not an adapter directory (no adapter_config.json); "
+            "use `none` for the base model"
+        )
+    return path
+
+
+def served_name(model_dir: Path, adapter_dir: Path | None) -> str:
+    if adapter_dir is None:
+        return model_name(model_dir)
+    return f"{model_name(model_dir)}{ADAPTER_SEPARATOR}{adapter_dir.name}"
+
+
+def base_of_served_name(name: str) -> str:
+    """The base model's name in a served name ("gemma3-270m+answer" -> "gemma3-270m")."""
+    return name.split(ADAPTER_SEPARATOR, 1)[0]
+
+
 def tokenizer_file(model_dir: Path | None) -> Path | None:
     """The model's ``tokenizer.json`` (readable by the ``tokenizers`` library), if any."""
     path = model_dir / "tokenizer.json" if model_dir else None

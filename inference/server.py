@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from inference.model_files import max_model_len, model_kind, model_name
+from inference.model_files import adapter_dir_for, max_model_len, model_kind, served_name
 from inference.protocol import (
     BadRequest,
     Protocol,
@@ -94,6 +94,7 @@ class ServerConfig:
     draft_tokens: int = 8
     quantize: str = ""
     dtype: str = ""
+    adapter: str = ""  # INFERENCE_ADAPTER: empty for the shipped one, none, or a directory
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
@@ -153,7 +154,8 @@ def _load(state: State, config: ServerConfig) -> None:
         model_dir = config.model_dir or prepare.prepared_model_dir(
             data_dir=config.data_dir, override=config.model
         )
-        state.model_name = model_name(model_dir)
+        adapter_dir = adapter_dir_for(config.adapter, override_model=config.model)
+        state.model_name = served_name(model_dir, adapter_dir)
         state.model_kind, state.max_model_len = model_kind(model_dir), max_model_len(model_dir)
         state.status = "loading"
         from inference.engine import Engine
@@ -165,6 +167,7 @@ def _load(state: State, config: ServerConfig) -> None:
             draft_tokens=config.draft_tokens,
             quantize=config.quantize,
             dtype=config.dtype,
+            adapter_dir=adapter_dir,
         )
         engine.load()
         state.status = "warming_up"
@@ -335,6 +338,12 @@ def main(argv: list[str] | None = None) -> None:
         default=env("INFERENCE_DTYPE", ""),
         help="the weights' type (default: bfloat16 on a GPU, float32 on CPU)",
     )
+    parser.add_argument(
+        "--adapter",
+        default=env("INFERENCE_ADAPTER", ""),
+        help="a LoRA adapter directory merged into the weights at load; `none` for the base "
+        "model (default: the shipped answer adapter, with the packaged default model only)",
+    )
     parser.add_argument("--log-level", default=env("INFERENCE_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
@@ -347,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         draft_tokens=args.draft_tokens,
         quantize=args.quantize,
         dtype=args.dtype,
+        adapter=args.adapter,
     )
     uvicorn.run(
         create_app(config),

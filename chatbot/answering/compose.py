@@ -44,7 +44,13 @@ from inference.client import (
     InferenceUnavailable,
     ServerModel,
 )
-from inference.model_files import ModelKind, locate_model_dir, model_kind, model_name
+from inference.model_files import (
+    ModelKind,
+    base_of_served_name,
+    locate_model_dir,
+    model_kind,
+    model_name,
+)
 
 SNIPPET_CHARS = 240
 _LEADING_MARKER = re.compile(r"^\s*\[\s*(none|\d+(?:\s*,\s*\d+)*)\s*\]\s*", re.IGNORECASE)
@@ -204,7 +210,8 @@ def _served_model_dir(served: ServerModel | None) -> Path | None:
     directory = model_dir()
     if directory is None or served is None or settings.INFERENCE_MODEL:
         return directory
-    return directory if served.id.rstrip("/").rsplit("/", 1)[-1] == model_name(directory) else None
+    served_base = base_of_served_name(served.id.rstrip("/").rsplit("/", 1)[-1])
+    return directory if served_base == model_name(directory) else None
 
 
 def _server_model(client: InferenceClient) -> ServerModel | None:
