@@ -45,7 +45,13 @@ class ConsoleSite(admin.AdminSite):
 
     def get_urls(self):
         from chatbot.console import dashboard_view
-        from evaluation.console import run_detail_view, run_list_view, runs_compare_view
+        from evaluation.console import (
+            finetune_detail_view,
+            finetune_list_view,
+            run_detail_view,
+            run_list_view,
+            runs_compare_view,
+        )
         from knowledge.console import view_as_view
 
         def with_site(view):
@@ -68,6 +74,12 @@ class ConsoleSite(admin.AdminSite):
                 "evaluation-runs/compare/",
                 with_site(runs_compare_view),
                 name="evaluation-compare",
+            ),
+            path("finetune-runs/", with_site(finetune_list_view), name="finetune-runs"),
+            path(
+                "finetune-runs/<int:run_id>/",
+                with_site(finetune_detail_view),
+                name="finetune-run",
             ),
             *super().get_urls(),
         ]

@@ -1,8 +1,12 @@
 """The evaluation pages of the admin console (/admin/evaluation-runs/): the runs, one run's
-failing and passing cases, and two runs compared. Reading needs the audit permission
-(evaluation.selectors); the views parse the query, call one selector and format figures."""
+failing and passing cases, and two runs compared; and the fine-tuning runs
+(/admin/finetune-runs/): what trained each adapter and the evaluation runs that measured it.
+Reading needs the audit permission (evaluation.selectors); the views parse the query, call
+one selector and format figures."""
 
 from __future__ import annotations
+
+import json
 
 from django import forms
 from django.core.paginator import Paginator
@@ -17,6 +21,8 @@ from evaluation.selectors import (
     evaluation_run_for_audit,
     evaluation_run_list,
     evaluation_runs_compare,
+    finetune_run_for_audit,
+    finetune_run_list,
 )
 
 RUNS_PER_PAGE = 50
@@ -184,3 +190,64 @@ def runs_compare_view(request, site):
         figures=figures,
     )
     return TemplateResponse(request, "evaluation/console/run_compare.html", context)
+
+
+# Fine-tuning runs
+
+CURVE_WIDTH, CURVE_HEIGHT = 480, 140
+
+
+def finetune_list_view(request, site):
+    runs = finetune_run_list(actor=request_actor(request))
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    context = _context(request, site, "Fine-tuning runs", page=page, runs=list(page))
+    return TemplateResponse(request, "evaluation/console/finetune_list.html", context)
+
+
+def finetune_detail_view(request, site, run_id: int):
+    try:
+        report = finetune_run_for_audit(actor=request_actor(request), run_id=run_id)
+    except Http404 as exc:
+        return _not_found(request, site, str(exc))
+    run = report.run
+    context = _context(
+        request,
+        site,
+        f"Fine-tuning run #{run.pk}: {run.name}",
+        run=run,
+        report=report,
+        curve=loss_curve(run.losses, run.validation),
+        config_items=sorted((run.config or {}).items()),
+        probe_items=sorted((run.probe or {}).items()),
+        counts=json.dumps(run.counts, indent=2, sort_keys=True),
+        evaluations=[
+            {"run": r, "figures": [figure(r.metrics.get(k), SPECS[k]) for k, _ in LIST_FIGURES]}
+            for r in (*report.adapter_runs, *report.base_runs)
+        ],
+        headings=[heading for _key, heading in LIST_FIGURES],
+    )
+    return TemplateResponse(request, "evaluation/console/finetune_detail.html", context)
+
+
+def loss_curve(losses: list, validation: list) -> dict | None:
+    """The training and validation losses as SVG polyline points (step on x, loss on y)."""
+    points = [(s, v) for s, v in [*losses, *validation]]
+    if not points:
+        return None
+    last_step = max(s for s, _ in points) or 1
+    top = max(v for _, v in points) or 1.0
+
+    def line(series: list) -> str:
+        return " ".join(
+            f"{CURVE_WIDTH * s / last_step:.1f},{CURVE_HEIGHT * (1 - v / top):.1f}"
+            for s, v in series
+        )
+
+    return {
+        "width": CURVE_WIDTH,
+        "height": CURVE_HEIGHT,
+        "train": line(losses),
+        "validation": line(validation),
+        "top": f"{top:.3f}",
+        "steps": last_step,
+    }

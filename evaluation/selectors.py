@@ -9,6 +9,7 @@ access log naming the run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -18,7 +19,7 @@ from accounts import policy
 from accounts.access_log import Action, log_access
 from accounts.policy import Actor, ManagementDenied
 from evaluation.metrics import COLUMNS
-from evaluation.models import EvaluationCase, EvaluationRun
+from evaluation.models import EvaluationCase, EvaluationRun, FinetuneRun
 
 READ_TARGET = "evaluation_run"
 
@@ -246,3 +247,35 @@ def _comparison_notes(a: EvaluationRun, b: EvaluationRun) -> tuple[str, ...]:
     if k_a and k_b and k_a != k_b:
         notes.append(f"Retrieval hit@k counted different k (A: {k_a}, B: {k_b}).")
     return tuple(notes)
+
+
+# Fine-tuning runs: what trained each adapter, and the evaluation runs that measured it.
+
+
+@dataclass(frozen=True)
+class FinetuneReport:
+    run: FinetuneRun
+    # Evaluation runs whose model is this adapter served on its base model, and the base
+    # model's own runs (the "before"), newest first.
+    adapter_runs: tuple[EvaluationRun, ...]
+    base_runs: tuple[EvaluationRun, ...]
+
+
+def finetune_run_list(*, actor: Actor) -> QuerySet[FinetuneRun]:
+    evaluation_check_read(actor)
+    return FinetuneRun.objects.order_by("-started_at", "-id")
+
+
+def finetune_run_for_audit(*, actor: Actor, run_id: int) -> FinetuneReport:
+    """One fine-tuning run with the evaluation runs of its adapter; Http404 if none."""
+    evaluation_check_read(actor)
+    run = FinetuneRun.objects.filter(pk=run_id).first()
+    if run is None:
+        raise Http404(f"No fine-tuning run #{run_id}.")
+    adapter = f"{run.base_model}+{Path(run.out_dir).name}" if run.out_dir else ""
+    runs = EvaluationRun.objects.order_by("-started_at", "-id")
+    return FinetuneReport(
+        run=run,
+        adapter_runs=tuple(runs.filter(model=adapter)) if adapter else (),
+        base_runs=tuple(runs.filter(model=run.base_model)[:20]) if run.base_model else (),
+    )

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,7 +33,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from evaluation.models import EvaluationCase, EvaluationRun
+from evaluation.models import EvaluationCase, EvaluationRun, FinetuneRun
 
 ARTIFACT_FILE = "cases.json"
 
@@ -92,22 +93,16 @@ def evaluation_run_log_to_mlflow(*, run: EvaluationRun) -> str | None:
         return None
     if run.status not in _STATUSES:
         raise ValueError(f"evaluation run #{run.pk} is still {run.status}: log it once it ends")
-    try:
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric, Param, RunTag
-        from mlflow.exceptions import MlflowException
-        from mlflow.utils.validation import (
-            MAX_ENTITY_KEY_LENGTH,
-            MAX_PARAM_VAL_LENGTH,
-            MAX_TAG_VAL_LENGTH,
-        )
-    except ImportError as exc:
-        raise ImproperlyConfigured(
-            "MLFLOW_TRACKING_URI is set but the MLflow client is not installed: install "
-            "the mlflow-skinny package (pinned in requirements.txt), e.g. "
-            "pip install mlflow-skinny, or unset MLFLOW_TRACKING_URI."
-        ) from exc
-    import requests  # a dependency of mlflow-skinny
+    _mlflow()
+    import requests
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import (
+        MAX_ENTITY_KEY_LENGTH,
+        MAX_PARAM_VAL_LENGTH,
+        MAX_TAG_VAL_LENGTH,
+    )
 
     uri = settings.MLFLOW_TRACKING_URI.strip()
     experiment_name = settings.MLFLOW_EXPERIMENT_NAME
@@ -153,6 +148,88 @@ def evaluation_run_log_to_mlflow(*, run: EvaluationRun) -> str | None:
                 f"could not log evaluation run #{run.pk} to MLflow at {uri} (experiment "
                 f"{experiment_name!r}): {_describe(exc)}",
                 uri,
+            )
+        ) from exc
+    return mlflow_run_id
+
+
+def _mlflow() -> None:
+    """Import MLflow's client, or say how to install it."""
+    try:
+        import mlflow  # noqa: F401
+        import requests  # noqa: F401  (a dependency of mlflow-skinny)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            "MLFLOW_TRACKING_URI is set but the MLflow client is not installed: install "
+            "the mlflow-skinny package (pinned in requirements.txt), e.g. "
+            "pip install mlflow-skinny, or unset MLFLOW_TRACKING_URI."
+        ) from exc
+
+
+def finetune_run_log_to_mlflow(*, run: FinetuneRun) -> str | None:
+    """Log a finished fine-tuning run to MLflow: its params (source, seed, sha256 of the
+    training set, the training config), the training and validation loss per step, the
+    probe's counts, and the adapter directory as the artifact "adapter". The MLflow run id,
+    or None when MLFLOW_TRACKING_URI is not set."""
+    if not mlflow_enabled():
+        return None
+    _mlflow()
+    import requests
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH
+
+    uri = settings.MLFLOW_TRACKING_URI.strip()
+    moment = _ms(run.finished_at or timezone.now())
+    values = {
+        "name": run.name,
+        "source": run.source,
+        "roles": run.roles,
+        "seed": run.seed,
+        "base_model": run.base_model,
+        "revision": run.revision,
+        "training_set_sha256": run.training_set_sha256,
+        "counts": run.counts,
+        **{f"config.{key}": value for key, value in (run.config or {}).items()},
+    }
+    params: dict[str, Any] = {}
+    for key, value in values.items():
+        _put(params, _key(key, MAX_ENTITY_KEY_LENGTH), value)
+    metrics = [Metric("train_loss", float(v), moment, int(step)) for step, v in run.losses]
+    metrics += [
+        Metric("validation_loss", float(v), moment, int(step)) for step, v in run.validation
+    ]
+    metrics += [Metric("steps", float(run.steps), moment, 0)]
+    metrics += [Metric("minutes", float(run.minutes), moment, 0)]
+    for kind, entry in (run.probe or {}).items():
+        metrics.append(
+            Metric(_key(f"probe.{kind}.repeated", 250), float(entry["repeated"]), moment, 0)
+        )
+    mlflow_run_id = None
+    try:
+        with _http_limits():
+            client = MlflowClient(tracking_uri=uri)
+            experiment_id = _experiment_id(client, settings.MLFLOW_EXPERIMENT_NAME, MlflowException)
+            mlflow_run_id = client.create_run(
+                experiment_id, start_time=_ms(run.started_at), run_name=f"finetune {run}"
+            ).info.run_id
+            client.log_batch(
+                mlflow_run_id,
+                metrics=metrics,
+                params=[Param(k, _param_value(v, MAX_PARAM_VAL_LENGTH)) for k, v in params.items()],
+                tags=[
+                    RunTag("finetune.run_id", str(run.pk)),
+                    RunTag("finetune.status", run.status),
+                ],
+            )
+            if run.out_dir and Path(run.out_dir).is_dir():
+                client.log_artifacts(mlflow_run_id, run.out_dir, "adapter")
+            client.set_terminated(mlflow_run_id, "FINISHED", end_time=moment)
+    except (MlflowException, requests.RequestException, OSError) as exc:
+        raise MlflowLoggingError(
+            _redact(
+                f"could not log finetune run #{run.pk} to MLflow at {uri}: {_describe(exc)}", uri
             )
         ) from exc
     return mlflow_run_id

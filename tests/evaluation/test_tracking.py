@@ -264,3 +264,43 @@ def test_a_tracking_server_that_is_down_fails_fast_and_clearly(settings, monkeyp
     # MLflow's HTTP limits are back as they were (unset), and the run is still stored.
     assert not any(name in os.environ for name in HTTP_LIMITS)
     assert EvaluationRun.objects.filter(pk=run.pk).exists()
+
+
+def test_a_finetune_run_is_logged_with_its_curves_and_the_adapter(file_store, tmp_path):
+    from mlflow import MlflowClient
+
+    from evaluation.models import FinetuneRun
+    from evaluation.tracking import finetune_run_log_to_mlflow
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 16}')
+    (adapter / "training.json").write_text('{"name": "answer-7"}')
+    run = FinetuneRun.objects.create(
+        name="answer-7",
+        source="synthetic",
+        status=FinetuneRun.Status.FINISHED,
+        finished_at=timezone.now(),
+        seed=7,
+        out_dir=str(adapter),
+        training_set_sha256="cd" * 32,
+        counts={"train": {"answer": 9, "not_found": 2}},
+        config={"rank": 16, "learning_rate": 0.0002},
+        steps=20,
+        losses=[[10, 1.5], [20, 0.5]],
+        validation=[[20, 0.75]],
+        probe={"canary": {"asked": 3, "repeated": 0, "examples": []}},
+    )
+    logged_id = finetune_run_log_to_mlflow(run=run)
+    client = MlflowClient(tracking_uri=file_store)
+    logged = client.get_run(logged_id)
+    assert logged.data.params["training_set_sha256"] == "cd" * 32
+    assert logged.data.params["config.rank"] == "16" and logged.data.params["seed"] == "7"
+    history = client.get_metric_history(logged_id, "train_loss")
+    assert [(m.step, m.value) for m in history] == [(10, 1.5), (20, 0.5)]
+    assert logged.data.metrics["validation_loss"] == 0.75
+    assert logged.data.metrics["probe.canary.repeated"] == 0
+    (folder,) = client.list_artifacts(logged_id)
+    assert folder.path == "adapter"
+    names = {a.path for a in client.list_artifacts(logged_id, "adapter")}
+    assert names == {"adapter/adapter_config.json", "adapter/training.json"}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 from tqdm import tqdm
 
 from evaluation.finetune.runs import SOURCES, finetune_run
@@ -102,6 +103,20 @@ class Command(BaseCommand):
             if bar:
                 bar.close()
         self._report(run)
+        if run.status == FinetuneRun.Status.FINISHED:
+            self._log_to_mlflow(run)
+
+    def _log_to_mlflow(self, run: FinetuneRun) -> None:
+        from evaluation import tracking
+
+        if not tracking.mlflow_enabled():
+            return
+        try:
+            mlflow_run_id = tracking.finetune_run_log_to_mlflow(run=run)
+        except Exception as exc:  # the stored run and the adapter stay
+            self.stderr.write(f"Not logged to MLflow: {exc}")
+        else:
+            self.stdout.write(f"Logged to MLflow as run {mlflow_run_id}.")
 
     def _report(self, run: FinetuneRun) -> None:
         counts = run.counts
@@ -135,8 +150,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Memorisation probe, {kind}: {entry['repeated']} of {entry['asked']} came back"
             )
+        page = reverse("admin:finetune-run", args=[run.pk])
         self.stdout.write(
-            f"Adapter: {run.out_dir} (finetune run #{run.pk}). Serve it with "
+            f"Adapter: {run.out_dir} (finetune run #{run.pk}, {page}). Serve it with "
             f"INFERENCE_ADAPTER={run.out_dir}, then run `manage.py evaluate` on each gold set."
         )
 
