@@ -19,15 +19,23 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from accounts.selectors import Scope, role_ids_held_unchecked, role_set_scope, user_scope
+from accounts.selectors import (
+    Scope,
+    role_ids_held_unchecked,
+    role_list,
+    role_set_scope,
+    user_scope,
+)
 from chatbot.answering.compose import Answer, AnswerEvent, elapsed_ms
 from chatbot.answering.grounding import is_dont_know
 from chatbot.answering.prompts import QuestionTooLong, Turn
 from chatbot.services import answer_events
+from evaluation import holdout
 from evaluation.gold import GoldCase, GoldSet
 from evaluation.metrics import summarise
 from evaluation.models import EvaluationCase, EvaluationRun
 from inference.client import InferenceUnavailable
+from knowledge import demo
 from knowledge.selectors import document_names_and_roles_unchecked
 
 logger = logging.getLogger(__name__)
@@ -49,6 +57,8 @@ RECORDED_SETTINGS = (
     "INFERENCE_EXTRA_BODY",
     "RETRIEVAL_EXACT_THRESHOLD",
 )
+# The workspaces the shipped sets ask in, and the command that loads each.
+WORKSPACES = (("seed_demo", demo), ("seed_holdout", holdout))
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ def evaluation_run(
     cases = [case for case in gold_set.cases if not wanted or case.id in wanted]
     if limit is not None:
         cases = cases[: max(0, limit)]
+    _check_workspace_loaded(gold_set=gold_set, cases=cases)
     run = EvaluationRun.objects.create(
         label=label,
         gold_set=gold_set.name,
@@ -101,6 +112,27 @@ def evaluation_run(
     run.status = EvaluationRun.Status.FINISHED
     _finish(run, results, k=gold_set.k)
     return run
+
+
+def _check_workspace_loaded(*, gold_set: GoldSet, cases: list[GoldCase]) -> None:
+    """LookupError naming the command to run when the cases ask as users or roles of a
+    known workspace that is not loaded: a clear error, not a run of errored cases."""
+    usernames = {case.user for case in cases if case.user}
+    role_names = {name for case in cases for name in case.roles}
+    users = get_user_model().objects.filter(username__in=usernames)
+    missing = usernames - set(users.values_list("username", flat=True))
+    missing |= role_names - set(
+        role_list().filter(name__in=role_names).values_list("name", flat=True)
+    )
+    for command, workspace in WORKSPACES:
+        theirs = {spec["username"] for spec in workspace.USERS} | set(workspace.role_names())
+        if absent := sorted(missing & theirs):
+            raise LookupError(
+                f"The set {gold_set.name!r} asks in the {workspace.COMPANY} workspace, which is "
+                f"not loaded here (no {', '.join(map(repr, absent[:3]))}"
+                f"{', ...' if len(absent) > 3 else ''}): run `python manage.py {command}` "
+                "and let its documents finish ingesting, then evaluate again."
+            )
 
 
 def _finish(run: EvaluationRun, results: list[EvaluationCase], *, k: int) -> None:

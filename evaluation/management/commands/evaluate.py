@@ -14,6 +14,8 @@ class Command(BaseCommand):
         "Run a gold set through the real answer path (retrieval in each asker's scope, the "
         "model server, the grounding check), store the run and print its figures. "
         f"Sets: evaluation/sets/*.yaml (known: {', '.join(available_sets()) or 'none'}). "
+        "Load the workspace a set asks in first: `seed_demo` for the demo sets, "
+        "`seed_holdout` for holdout (held out: report its figures, never tune on it). "
         "Exits with an error when anything leaked."
     )
 
