@@ -34,6 +34,7 @@ LIST_FIGURES = (
     ("accuracy", "accuracy"),
     ("model_accuracy", "model accuracy"),
     ("fallback_rate", "fallback rate"),
+    ("wrong_answers", "wrong answers"),
     ("citation_precision", "citation precision"),
     ("not_found_correct", "not-found correct"),
     ("leaks", "leaks"),

@@ -29,6 +29,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("grounded_rate", "grounded rate", ".3f"),
     ("fallback_rate", "fallback rate", ".3f"),
     ("not_found_correct", "not-found correctness", ".3f"),
+    ("quote_rate", "quoted instead of answered", ".3f"),
+    ("wrong_answers", "wrong answers shown (must be 0)", "d"),
+    ("answerable_not_found", "answerable, said not found", "d"),
     ("leaks", "leaks (must be 0)", "d"),
     ("errors", "errors", "d"),
     ("first_token_p50_ms", "first token p50 ms", ".0f"),
@@ -60,6 +63,12 @@ def summarise(cases: Sequence[Any], *, k: int) -> dict[str, float | int | None]:
         "grounded_rate": _share(c.grounded for c in reached_model),
         "fallback_rate": _share(c.fallback_used for c in reached_model),
         "not_found_correct": _share(c.correct for c in unanswerable),
+        # Of the answerable cases, the share answered by quoting a passage.
+        "quote_rate": _share(c.outcome == "fallback" for c in answerable),
+        # The model's own text shown as the answer and wrong: a wrong figure, or an answer
+        # where the right one was not-found. Worse than a quote or a not-found.
+        "wrong_answers": sum(c.outcome == "answered" and not c.correct for c in cases),
+        "answerable_not_found": sum(c.outcome == "not_found" for c in answerable),
         "leaks": sum(len(c.leaks) for c in cases),
         "errors": sum(c.outcome == "error" for c in cases),
         "first_token_p50_ms": percentile([c.first_token_ms for c in cases], 50),

@@ -39,6 +39,9 @@ HIGHER_IS_BETTER = frozenset(
 LOWER_IS_BETTER = frozenset(
     {
         "fallback_rate",
+        "quote_rate",
+        "wrong_answers",
+        "answerable_not_found",
         "leaks",
         "errors",
         "first_token_p50_ms",

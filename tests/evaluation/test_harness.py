@@ -105,6 +105,7 @@ def test_known_good_and_known_bad_configurations_get_different_correct_figures(w
         assert result.model_correct == (result.correct and not result.fallback_used)
     # The model answers the three answerable cases itself (greedy decoding: deterministic).
     assert [r.model_correct for r in answerable] == [True, True, True]
+    assert good.metrics["wrong_answers"] == 0 and good.metrics["quote_rate"] == 0.0
 
     # Known-bad: a similarity floor nothing reaches, so every answer is "not found".
     settings.ANSWER_MIN_SIMILARITY = 1.01
@@ -114,6 +115,7 @@ def test_known_good_and_known_bad_configurations_get_different_correct_figures(w
     assert bad.metrics["model_accuracy"] == 0.0
     assert bad.metrics["not_found_correct"] == 1.0
     assert bad.metrics["fallback_rate"] is None  # nothing reached the model
+    assert bad.metrics["answerable_not_found"] == 3 and bad.metrics["wrong_answers"] == 0
     assert bad.metrics["hit_at_k"] == 1.0  # retrieval itself is unchanged
     assert case(bad, "hotel-london").problems == [
         "answered not-found, but the answer is in the asker's documents"

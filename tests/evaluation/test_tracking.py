@@ -304,3 +304,29 @@ def test_a_finetune_run_is_logged_with_its_curves_and_the_adapter(file_store, tm
     assert folder.path == "adapter"
     names = {a.path for a in client.list_artifacts(logged_id, "adapter")}
     assert names == {"adapter/adapter_config.json", "adapter/training.json"}
+
+
+def test_a_wrong_answer_is_counted_apart_from_a_quote_and_a_not_found():
+    from types import SimpleNamespace
+
+    def case(outcome, correct, not_found=False):
+        return SimpleNamespace(
+            outcome=outcome, correct=correct, expected_not_found=not_found, hit_rank=1,
+            expected_documents=["a"], cited_documents=["a"], citation_recall=1.0,
+            model_correct=correct and outcome == "answered", grounded=True,
+            fallback_used=outcome == "fallback", leaks=[], first_token_ms=1, total_ms=1,
+            prompt_tokens=1, completion_tokens=1,
+        )  # fmt: skip
+
+    metrics = summarise(
+        [
+            case("answered", True),
+            case("answered", False),  # the neighbouring row's figure, shown as the answer
+            case("fallback", False),  # a quote of the wrong sentence: a quote, not a claim
+            case("not_found", False),  # answerable, said not found
+            case("answered", False, not_found=True),  # answered what it should not have
+        ],
+        k=5,
+    )
+    assert metrics["wrong_answers"] == 2
+    assert metrics["quote_rate"] == 0.25 and metrics["answerable_not_found"] == 1
