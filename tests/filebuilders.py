@@ -16,7 +16,10 @@ from knowledge.demo.render import normalise_zip
 _FIXED_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 # A docx block: ("title", text) | ("heading", level, text) | ("paragraph", text)
-#               | ("bullet", text) | ("table", rows)
+#               | ("bullet", text) | ("table", rows) | ("table", rows, options)
+# Table options: "merge": [((row, column), (row, column)), ...], the corners of cells to
+# merge (python-docx's cell.merge), and "header_rows": n, the first n rows marked "repeat
+# as header row" (w:tblHeader).
 DocxBlock = tuple
 
 
@@ -107,15 +110,26 @@ def make_docx(blocks: Sequence[DocxBlock], *, title: str | None = None) -> bytes
             document.add_paragraph(block[1], style="List Bullet")
         elif kind == "table":
             rows = block[1]
+            options = block[2] if len(block) > 2 else {}
             table = document.add_table(rows=len(rows), cols=len(rows[0]))
             for row, values in zip(table.rows, rows, strict=True):
                 for cell, value in zip(row.cells, values, strict=True):
                     cell.text = value
+            for (r0, c0), (r1, c1) in options.get("merge", ()):
+                table.cell(r0, c0).merge(table.cell(r1, c1))
+            for row in table.rows[: options.get("header_rows", 0)]:
+                _mark_docx_header_row(row)
         else:
             raise ValueError(f"Unknown docx block {kind!r}")
     buffer = io.BytesIO()
     document.save(buffer)
     return normalise_zip(buffer.getvalue())
+
+
+def _mark_docx_header_row(row) -> None:
+    from docx.oxml import OxmlElement
+
+    row._tr.get_or_add_trPr().append(OxmlElement("w:tblHeader"))
 
 
 _CONTENT_TYPES = (

@@ -175,6 +175,39 @@ def test_docx_title_falls_back_to_first_heading():
     assert parse(data, "leave.docx").title == "Parental leave"
 
 
+def test_docx_merged_cells_fill_every_column_they_cover_and_empty_cells_stay():
+    rows = [
+        ["Grade", "Salary", ""],
+        ["", "Minimum", "Maximum"],
+        ["P2", "€41,000", "€49,000"],
+        ["P3", "€47,500\n(from May)", ""],
+        ["P4 | P5", "", "€66,000"],
+    ]
+    # "Salary" over both salary columns; "Grade" over two rows.
+    data = fb.make_docx([("table", rows, {"merge": [((0, 1), (0, 2)), ((0, 0), (1, 0))]})])
+
+    assert parse(data, "grades.docx").text == (
+        "Grade | Salary Minimum | Salary Maximum\n"
+        "P2 | €41,000 | €49,000\n"
+        "P3 | €47,500 (from May)\n"
+        "P4 / P5 |  | €66,000"
+    )
+
+
+def test_docx_rows_marked_as_header_make_one_header_line_under_the_table_title():
+    rows = [
+        ["Pay grades 2025", "", ""],
+        ["Grade", "Minimum", "Maximum"],
+        ["", "per year", "per year"],
+        ["P2", "€41,000", "€49,000"],
+    ]
+    data = fb.make_docx([("table", rows, {"merge": [((0, 0), (0, 2))], "header_rows": 3})])
+
+    assert parse(data, "grades.docx").text == (
+        "Pay grades 2025\n\nGrade | Minimum per year | Maximum per year\nP2 | €41,000 | €49,000"
+    )
+
+
 def test_docx_not_a_zip():
     message = parse_error(b"This is plain text renamed to .docx", "x.docx")
 
@@ -257,6 +290,37 @@ def test_html_title_falls_back_to_h1_and_htm_extension_works():
     parsed = parse(fb.make_html("<h1>Noticeboard</h1><p>News.</p>", title=None), "n.htm")
 
     assert parsed.title == "Noticeboard"
+
+
+def test_html_table_spans_header_rows_and_empty_cells_keep_the_columns():
+    data = fb.make_html(
+        """
+        <table>
+          <thead>
+            <tr><th rowspan="2">Grade</th><th colspan="2">Salary</th></tr>
+            <tr><th>Minimum</th><th>Maximum</th></tr>
+          </thead>
+          <tr><td>P2</td><td>€41,000</td><td>€49,000</td></tr>
+          <tr><td rowspan="2">P3</td><td>€47,500</td><td></td></tr>
+          <tr><td>€48,000<br>(from May)</td><td>€60,000</td></tr>
+          <tr><td></td><td>a | b</td><td>€1</td></tr>
+        </table>
+        <table>
+          <tr><th>Station</th><th>Manager</th></tr>
+          <tr><th>Kestel Bay</th><td>José Núñez</td></tr>
+        </table>
+        """
+    )
+
+    assert parse(data, "grades.html").text == (
+        "Grade | Salary Minimum | Salary Maximum\n"
+        "P2 | €41,000 | €49,000\n"
+        "P3 | €47,500\n"
+        "P3 | €48,000 (from May) | €60,000\n"
+        "- | a / b | €1\n\n"
+        "Station | Manager\n"
+        "Kestel Bay | José Núñez"
+    )
 
 
 def test_html_deeply_nested_markup_does_not_hit_the_recursion_limit():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_MAX_UNPACKED_BYTES = 200 * 1024 * 1024
@@ -90,14 +91,14 @@ class _SectionBuilder:
         if text:
             self._blocks.append(text)
 
-    def table(self, rows: list[list[str]]) -> None:
-        lines = []
-        for row in rows:
-            cells = [_clean_line(cell) for cell in row]
-            if any(cells):
-                lines.append(" | ".join(cells))
-        if lines:
-            self._blocks.append("\n".join(lines))
+    def table(self, rows: Sequence[Sequence[str]], *, header_rows: int = 1) -> None:
+        """rows on the table's grid: a cell spanning several columns or rows is repeated in
+        each slot it covers, an empty slot is "". See table_text for what becomes of them."""
+        title, text = table_text(rows, header_rows=header_rows)
+        if title:
+            self._blocks.append(title)
+        if text:
+            self._blocks.append(text)
 
     def sections(self) -> list[Section]:
         self._flush()
@@ -111,6 +112,65 @@ class _SectionBuilder:
             heading = HEADING_SEPARATOR.join(text for _, text in self._path)
             self._sections.append(Section(text="\n\n".join(self._blocks), heading=heading))
             self._blocks = []
+
+
+# --- tables ----------------------------------------------------------------------------
+
+TABLE_CELL_SEPARATOR = " | "
+# The answering side reads a table line with line.strip().strip("|").split("|"), which
+# drops an empty first cell and shifts every column after it one place to the left: a
+# figure would sit under its neighbour's column name. An empty first cell is written as
+# this instead (empty cells further along keep their place as they are).
+EMPTY_FIRST_CELL = "-"
+
+
+def table_text(rows: Sequence[Sequence[str]], *, header_rows: int = 1) -> tuple[str, str]:
+    """(title, table): a table as its header line and one line per row, cells separated by
+    " | ", every cell on one line; the title is a first row that is one cell across the
+    whole table (else "").
+
+    The first header_rows rows (after the title) are one header: each column's name is its
+    texts in those rows, top to bottom, a text repeated by a span said once ("Salary" over
+    "Min" reads "Salary Min"). Rows and columns with no text are dropped; a row's empty
+    trailing cells are left off, its other empty cells stay so its figures keep their
+    columns.
+    """
+    grid = [[_table_cell(cell) for cell in row] for row in rows]
+    grid = [row for row in grid if any(row)]
+    if not grid:
+        return "", ""
+    title = ""
+    width = max(len(row) for row in grid)
+    if len(grid) > 1 and width > 1 and len(set(grid[0])) == 1:
+        title = grid.pop(0)[0]
+        header_rows = max(header_rows - 1, 1)
+    header_rows = min(max(header_rows, 1), len(grid))
+    header = [_column_name(grid[:header_rows], column) for column in range(width)]
+    grid = [header, *grid[header_rows:]]
+    kept = [c for c in range(width) if any(c < len(row) and row[c] for row in grid)]
+    lines = []
+    for row in grid:
+        cells = [row[c] if c < len(row) else "" for c in kept]
+        while cells and not cells[-1]:
+            cells.pop()
+        if cells and not cells[0]:
+            cells[0] = EMPTY_FIRST_CELL
+        lines.append(TABLE_CELL_SEPARATOR.join(cells))
+    return title, "\n".join(lines)
+
+
+def _table_cell(text: str) -> str:
+    # A "|" inside a cell would read as a column boundary.
+    return _clean_line(text or "").replace("|", "/")
+
+
+def _column_name(header: list[list[str]], column: int) -> str:
+    parts: list[str] = []
+    for row in header:
+        text = row[column] if column < len(row) else ""
+        if text and (not parts or parts[-1] != text):
+            parts.append(text)
+    return " ".join(parts)
 
 
 # --- error messages ----------------------------------------------------------------------

@@ -10,7 +10,9 @@ import zlib
 # Absolute imports: this is python-docx, not this module.
 import docx
 from docx.opc.exceptions import PackageNotFoundError
+from docx.oxml.ns import qn
 from docx.table import Table
+from docx.text.paragraph import Paragraph
 
 from knowledge.ingestion.parsers.base import (
     ParsedDocument,
@@ -31,6 +33,8 @@ MAX_ZIP_MEMBERS = 10_000
 # part made of tiny elements fails here rather than exhausting memory.
 MAX_XML_ELEMENTS = 1_000_000
 _READ_CHUNK = 1024 * 1024
+# Word's own limit on a table's columns is 63; a larger span is not from Word.
+MAX_GRID_SPAN = 64
 # After an optional byte order mark and whitespace, an XML part starts with "<".
 _XML_START = re.compile(rb"^(\xef\xbb\xbf|\xff\xfe|\xfe\xff)?[\x00\s]*<")
 # What reading a damaged, encrypted or exotically compressed member raises.
@@ -145,7 +149,8 @@ def _walk_docx(document, builder: _SectionBuilder) -> str | None:
     title = None
     for block in document.iter_inner_content():
         if isinstance(block, Table):
-            builder.table(_docx_table_rows(block))
+            rows, header_rows = _docx_table_rows(block)
+            builder.table(rows, header_rows=header_rows)
             continue
         style_name = _docx_style_name(block)
         text = block.text
@@ -173,15 +178,49 @@ def _docx_heading_level(style_name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _docx_table_rows(table) -> list[list[str]]:
-    rows = []
-    for row in table.rows:
-        cells, seen = [], set()
-        for cell in row.cells:
-            # A horizontally merged cell is returned once per grid column it spans.
-            if id(cell._tc) in seen:
-                continue
-            seen.add(id(cell._tc))
-            cells.append(cell.text)
-        rows.append(cells)
-    return rows
+def _docx_table_rows(table) -> tuple[list[list[str]], int]:
+    """The table on its layout grid, and how many rows at its top are its header.
+
+    A cell spanning columns (gridSpan) or rows (vMerge) is repeated in each slot it covers;
+    grid columns a row skips (gridBefore) are empty slots. Read from the XML in one pass:
+    python-docx's row.cells looks each merged cell up from the top of the table again.
+    """
+    rows: list[list[str]] = []
+    header_rows = 0
+    for tr in table._tbl.tr_lst:
+        row = [""] * min(tr.grid_before, MAX_GRID_SPAN)
+        above = rows[-1] if rows else []
+        for tc in tr.tc_lst:
+            span = max(1, min(tc.grid_span, MAX_GRID_SPAN))
+            if tc.vMerge == "continue":
+                start = len(row)
+                row.extend(above[start + i] if start + i < len(above) else "" for i in range(span))
+            else:
+                row.extend([_docx_cell_text(tc, table)] * span)
+        if header_rows == len(rows) and _docx_is_header_row(tr):
+            header_rows += 1
+        rows.append(row)
+    if not header_rows:
+        # Unmarked: a first row with a cell over several columns names them together with
+        # the row below it ("Salary" over "Min | Mid | Max").
+        first = table._tbl.tr_lst[0].tc_lst if rows else []
+        spans = [tc.grid_span for tc in first]
+        header_rows = 2 if len(rows) > 2 and len(spans) > 1 and max(spans) > 1 else 1
+    return rows, header_rows
+
+
+def _docx_cell_text(tc, table) -> str:
+    """A cell's paragraphs and nested tables, as one line (a nested table's cells in order)."""
+    parts = []
+    for element in tc.iter(qn("w:p")):
+        text = Paragraph(element, table).text
+        if text.strip():
+            parts.append(text)
+    return " ".join(parts)
+
+
+def _docx_is_header_row(tr) -> bool:
+    """Marked "repeat as header row" in Word (w:tblHeader)."""
+    for marker in tr.xpath("./w:trPr/w:tblHeader"):
+        return marker.get(qn("w:val"), "true").lower() not in ("0", "false", "off")
+    return False

@@ -59,6 +59,8 @@ _HTML_BLOCKS = {
 _HTML_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _WHITESPACE = re.compile(r"\s+")
 _END_OF_BLOCK = object()
+# HTML's own limit on colspan is 1000; a wider span only multiplies text.
+MAX_COLSPAN = 100
 
 
 def parse(data: bytes, *, max_unpacked_bytes: int, max_xml_bytes: int) -> ParsedDocument:
@@ -100,7 +102,11 @@ def _walk_html(soup: BeautifulSoup, builder: _SectionBuilder) -> str | None:
                 builder.heading(level=_HTML_HEADINGS[name], text=text)
             elif name == "table":
                 flush()
-                builder.table(_html_table_rows(node))
+                caption = node.find("caption")
+                if caption is not None and caption.find_parent("table") is node:
+                    builder.paragraph(_html_text(caption))
+                rows, header_rows = _html_table_rows(node)
+                builder.table(rows, header_rows=header_rows)
             elif name == "pre":
                 flush()
                 builder.paragraph(node.get_text(), keep_spaces=True)
@@ -116,17 +122,62 @@ def _walk_html(soup: BeautifulSoup, builder: _SectionBuilder) -> str | None:
     return first_h1
 
 
-def _html_table_rows(table: Tag) -> list[list[str]]:
-    rows = []
-    caption = table.find("caption")
-    if caption is not None and caption.find_parent("table") is table:
-        rows.append([caption.get_text(" ")])
-    for row in table.find_all("tr"):
-        if row.find_parent("table") is not table:
-            continue  # belongs to a nested table, flattened into its cell's text
+def _html_table_rows(table: Tag) -> tuple[list[list[str]], int]:
+    """The table on its grid (a cell spanning columns or rows repeated in each slot it
+    covers), and how many rows at its top are its header: the rows of its <thead>, else
+    its leading rows made only of <th> cells, else the first row."""
+    grid: list[list[str]] = []
+    pending: dict[int, tuple[str, int]] = {}  # column -> (text, rows still to cover)
+    header_rows = 0
+    in_header = True
+    rows = [row for row in table.find_all("tr") if row.find_parent("table") is table]
+    for index, row in enumerate(rows):
         cells = row.find_all(["td", "th"], recursive=False)
-        rows.append([_html_text(cell) for cell in cells])
-    return rows
+        section = row.parent.name if isinstance(row.parent, Tag) else ""
+        header_row = section == "thead" or (
+            section != "tfoot" and bool(cells) and all(cell.name == "th" for cell in cells)
+        )
+        if in_header and header_row:
+            header_rows += 1
+        else:
+            in_header = False
+        slots: list[str] = []
+        column = 0
+        for cell in cells:
+            while column in pending:
+                column = _html_take_pending(pending, column, slots)
+            text = _html_text(cell)
+            colspan = _html_span(cell.get("colspan"), limit=MAX_COLSPAN)
+            rowspan = min(_html_span(cell.get("rowspan"), limit=len(rows)), len(rows) - index)
+            for _ in range(colspan):
+                slots.append(text)
+                if rowspan > 1:
+                    pending[column] = (text, rowspan - 1)
+                column += 1
+        while pending and column <= max(pending):
+            if column in pending:
+                column = _html_take_pending(pending, column, slots)
+            else:
+                slots.append("")
+                column += 1
+        grid.append(slots)
+    return grid, header_rows or 1
+
+
+def _html_take_pending(pending: dict[int, tuple[str, int]], column: int, slots: list[str]) -> int:
+    text, left = pending.pop(column)
+    slots.append(text)
+    if left > 1:
+        pending[column] = (text, left - 1)
+    return column + 1
+
+
+def _html_span(value, *, limit: int) -> int:
+    try:
+        span = int(str(value).strip())
+    except (TypeError, ValueError):
+        return 1
+    return max(1, min(span, limit))
 
 
 def _html_text(tag: Tag) -> str:
