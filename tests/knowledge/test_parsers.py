@@ -15,6 +15,7 @@ import pytest
 
 from knowledge import demo
 from knowledge.ingestion import sandbox
+from knowledge.ingestion.chunking import chunk_sections
 from knowledge.ingestion.parsers import (
     SUPPORTED_EXTENSIONS,
     ParsedDocument,
@@ -39,6 +40,26 @@ def parse_error(data: bytes, filename: str, **kwargs) -> str:
     with pytest.raises(ParseError) as caught:
         parse_document(data=data, filename=filename, **kwargs)
     return str(caught.value)
+
+
+def chunk_lines(parsed: ParsedDocument, *, chunk_tokens: int = 200) -> list[list[str]]:
+    """Each chunk's lines, tokens counted as words (the chunker does not mind which)."""
+    drafts = chunk_sections(
+        parsed.sections, count_tokens=lambda text: len(text.split()), chunk_tokens=chunk_tokens
+    )
+    return [draft.text.split("\n") for draft in drafts]
+
+
+def assert_rows_under_their_header(chunks: list[list[str]], header: str, rows: list[str]):
+    """Every row on a line of its own, once, in a chunk whose table lines start with the
+    header: the contract chatbot/answering reads tables by."""
+    seen = []
+    for lines in chunks:
+        table = [line for line in lines if " | " in line]
+        if table:
+            assert table[0] == header, lines
+            seen.extend(table[1:])
+    assert seen == rows
 
 
 # --- registry ----------------------------------------------------------------------------
@@ -175,6 +196,34 @@ def test_docx_title_falls_back_to_first_heading():
     assert parse(data, "leave.docx").title == "Parental leave"
 
 
+def test_docx_table_rows_keep_their_cells_under_the_header_through_chunking():
+    rows = [
+        ["Grade", "Annual salary", "Review"],
+        ["P2", "€41,000", "March"],
+        ["P3", "€47,500", "May"],
+    ]
+    data = fb.make_docx(
+        [
+            ("heading", 1, "Pay grades"),
+            ("paragraph", "Salaries from 1 January."),
+            ("table", rows),
+            ("paragraph", "Grades are reviewed every year."),
+        ]
+    )
+
+    chunks = chunk_lines(parse(data, "grades.docx"))
+
+    assert chunks == [
+        [
+            "Salaries from 1 January.",
+            "Grade | Annual salary | Review",
+            "P2 | €41,000 | March",
+            "P3 | €47,500 | May",
+            "Grades are reviewed every year.",
+        ]
+    ]
+
+
 def test_docx_merged_cells_fill_every_column_they_cover_and_empty_cells_stay():
     rows = [
         ["Grade", "Salary", ""],
@@ -290,6 +339,45 @@ def test_html_title_falls_back_to_h1_and_htm_extension_works():
     parsed = parse(fb.make_html("<h1>Noticeboard</h1><p>News.</p>", title=None), "n.htm")
 
     assert parsed.title == "Noticeboard"
+
+
+def test_html_table_rows_keep_their_cells_under_the_header_through_chunking():
+    data = fb.make_html(
+        "<h1>Pay</h1><p>Salaries from 1 January.</p>"
+        "<table><caption>Pay grades</caption>"
+        "<thead><tr><th>Grade</th><th>Annual salary</th></tr></thead>"
+        "<tbody><tr><td>P2</td><td>€41,000</td></tr><tr><td>P3</td><td>€47,500</td></tr></tbody>"
+        "</table><p>Reviewed every year.</p>"
+    )
+
+    chunks = chunk_lines(parse(data, "pay.html"))
+
+    assert chunks == [
+        [
+            "Salaries from 1 January. Pay grades",
+            "Grade | Annual salary",
+            "P2 | €41,000",
+            "P3 | €47,500",
+            "Reviewed every year.",
+        ]
+    ]
+
+
+@pytest.mark.parametrize("filename", ["grades.docx", "grades.html"])
+def test_docx_and_html_long_table_has_its_header_at_the_start_of_each_chunk(filename):
+    header = ["Grade", "Annual salary", "Review"]
+    rows = [[f"P{n}", f"€{40_000 + 1_500 * n:,}", f"month {n % 12 + 1}"] for n in range(1, 60)]
+    if filename.endswith(".docx"):
+        data = fb.make_docx([("paragraph", "Pay grades."), ("table", [header, *rows])])
+    else:
+        lines = [f"<tr>{''.join(f'<th>{c}</th>' for c in header)}</tr>"]
+        lines += [f"<tr>{''.join(f'<td>{c}</td>' for c in row)}</tr>" for row in rows]
+        data = fb.make_html(f"<p>Pay grades.</p><table>{''.join(lines)}</table>")
+
+    chunks = chunk_lines(parse(data, filename), chunk_tokens=60)
+
+    assert len(chunks) > 4
+    assert_rows_under_their_header(chunks, " | ".join(header), [" | ".join(r) for r in rows])
 
 
 def test_html_table_spans_header_rows_and_empty_cells_keep_the_columns():
