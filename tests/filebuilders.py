@@ -54,6 +54,61 @@ def make_pdf(
     return encrypt_pdf(data, password=encrypt_password, algorithm=encrypt_algorithm)
 
 
+def make_pdf_with_table(
+    rows: Sequence[Sequence[str | tuple[str, int]]],
+    *,
+    before: str = "",
+    after: str = "",
+    borders: str = "ALL",
+    repeat_header: bool = True,
+    col_widths: Sequence[float] | None = None,
+) -> bytes:
+    """One A4 page (more if the table needs them) in Helvetica 10 pt: the paragraph before,
+    the table (rows[0] its header, in bold) and the paragraph after (Latin-1 text). borders
+    is fpdf2's TableBordersLayout: "ALL" frames every cell, "NONE" draws no line at all,
+    "HORIZONTAL_LINES", "SINGLE_TOP_LINE", "NO_HORIZONTAL_LINES", "INTERNAL" and "MINIMAL"
+    some of them. A cell given as (text, n) spans n columns. A table that runs onto the
+    next page repeats its header there unless repeat_header is False."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(_FIXED_DATE)
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10)
+    if before:
+        pdf.multi_cell(0, 5.5, before, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(3)
+    with pdf.table(
+        borders_layout=borders,
+        repeat_headings=1 if repeat_header else 0,
+        col_widths=tuple(col_widths) if col_widths else None,
+        text_align="LEFT",
+        line_height=5.5,
+    ) as table:
+        for values in rows:
+            row = table.row()
+            for value in values:
+                text, colspan = value if isinstance(value, tuple) else (value, 1)
+                row.cell(text, colspan=colspan)
+    if after:
+        pdf.ln(3)
+        pdf.multi_cell(0, 5.5, after, new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def make_pdf_in_columns(text: str, *, columns: int = 2) -> bytes:
+    """One A4 page of justified prose set in columns (Helvetica 10 pt, Latin-1 text)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(_FIXED_DATE)
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10)
+    with pdf.text_columns(ncols=columns, gutter=8, text_align="JUSTIFY") as body:
+        body.write(text)
+    return bytes(pdf.output())
+
+
 def encrypt_pdf(data: bytes, *, password: str, algorithm: str = "RC4-128") -> bytes:
     from pypdf import PdfReader, PdfWriter
 

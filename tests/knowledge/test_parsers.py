@@ -62,9 +62,31 @@ def assert_rows_under_their_header(chunks: list[list[str]], header: str, rows: l
     assert seen == rows
 
 
+# Neighbouring rows differ in one word and in their figures.
+TYRE_HEADER = "Component | Pressure (cold) | Tolerance"
+TYRE_ROWS = [
+    "Nose landing gear tyres | 58 psi (4.0 bar) | +3/-0 psi",
+    "Main landing gear tyres | 121 psi (8.3 bar) | +5/-0 psi",
+]
+TYRE_BEFORE = "Check the tyre pressures every morning before the first flight."
+TYRE_AFTER = "A tyre below its tolerance is reinflated and checked again after one hour."
+
+
+def tyre_table() -> list[list[str]]:
+    return [line.split(" | ") for line in [TYRE_HEADER, *TYRE_ROWS]]
+
+
 # --- registry ----------------------------------------------------------------------------
 
-_HEAVY_PARSER_LIBRARIES = ("bs4", "markdown_it", "charset_normalizer", "pypdf", "docx")
+_HEAVY_PARSER_LIBRARIES = (
+    "bs4",
+    "markdown_it",
+    "charset_normalizer",
+    "pypdf",
+    "pdfplumber",
+    "pdfminer",
+    "docx",
+)
 
 
 def test_importing_the_package_loads_no_parser_library():
@@ -152,6 +174,115 @@ def test_pdf_without_header_is_corrupt():
     message = parse_error(b"Just some words in a file called .pdf", "fake.pdf")
 
     assert message == "The PDF is corrupt: the file does not start with a PDF header."
+
+
+# Drawn with every cell framed, with no line at all, with lines between rows only, and
+# with a rule under the header and none between the rows.
+@pytest.mark.parametrize("borders", ["ALL", "NONE", "HORIZONTAL_LINES", "NO_HORIZONTAL_LINES"])
+def test_pdf_table_keeps_each_figure_in_its_own_row_under_its_header(borders):
+    data = fb.make_pdf_with_table(
+        tyre_table(), before=TYRE_BEFORE, after=TYRE_AFTER, borders=borders
+    )
+
+    parsed = parse(data, "daily-check.pdf")
+
+    assert parsed.sections == [
+        Section(
+            text="\n\n".join([TYRE_BEFORE, "\n".join([TYRE_HEADER, *TYRE_ROWS]), TYRE_AFTER]),
+            page=1,
+        )
+    ]
+    assert chunk_lines(parsed) == [[TYRE_BEFORE, TYRE_HEADER, *TYRE_ROWS, TYRE_AFTER]]
+
+
+@pytest.mark.parametrize("borders", ["ALL", "NONE"])
+def test_pdf_table_cells_wrapped_over_several_lines_stay_in_their_row(borders):
+    rows = [
+        ["Task", "Interval", "Reference"],
+        ["Blade visual inspection (erosion, cracks, delamination)", "Daily check", "AMM 61-10-00"],
+        ["Retention bolt torque check", "600 flight hours", "AMM 61-10-10"],
+        [
+            "Blade balance (dynamic)",
+            "2,000 flight hours or after a blade replacement",
+            "AMM 61-10-30",
+        ],
+    ]
+    data = fb.make_pdf_with_table(rows, borders=borders, col_widths=(2, 1, 1))
+
+    assert parse(data, "intervals.pdf").text == "\n".join(" | ".join(row) for row in rows)
+
+
+@pytest.mark.parametrize("borders", ["ALL", "NONE"])
+@pytest.mark.parametrize("repeat_header", [True, False])
+def test_pdf_table_over_two_pages_has_its_header_on_each_and_in_each_chunk(borders, repeat_header):
+    header = ["Grade", "Annual salary", "Step"]
+    rows = [[f"P{n}", f"EUR {40_000 + 1_500 * n:,}", f"step {n % 4}"] for n in range(1, 80)]
+    data = fb.make_pdf_with_table([header, *rows], borders=borders, repeat_header=repeat_header)
+
+    parsed = parse(data, "grades.pdf")
+    chunks = chunk_lines(parsed, chunk_tokens=60)
+
+    assert [s.page for s in parsed.sections] == [1, 2]
+    assert all(s.text.startswith("Grade | Annual salary | Step\n") for s in parsed.sections)
+    assert len(chunks) > 4
+    assert_rows_under_their_header(chunks, " | ".join(header), [" | ".join(r) for r in rows])
+
+
+@pytest.mark.parametrize("borders", ["ALL", "NONE"])
+def test_pdf_table_empty_cells_keep_the_columns_of_the_cells_after_them(borders):
+    rows = [
+        ["", "Q3 2024", "Q3 2023"],
+        ["Revenue", "EUR 48.7m", "EUR 44.4m"],
+        ["Cargo", "", "EUR 0.4m"],
+    ]
+
+    text = parse(fb.make_pdf_with_table(rows, borders=borders), "q3.pdf").text
+
+    assert text == "- | Q3 2024 | Q3 2023\nRevenue | EUR 48.7m | EUR 44.4m\nCargo |  | EUR 0.4m"
+
+
+def test_pdf_ruled_table_header_over_two_columns_names_both_with_the_row_below():
+    rows = [
+        ["Grade", ("Annual salary", 2)],
+        ["", "Minimum", "Maximum"],
+        ["P2", "EUR 41,000", "EUR 49,000"],
+        ["P3", "EUR 47,500", "EUR 56,000"],
+    ]
+
+    assert parse(fb.make_pdf_with_table(rows), "grades.pdf").text == (
+        "Grade | Annual salary Minimum | Annual salary Maximum\n"
+        "P2 | EUR 41,000 | EUR 49,000\n"
+        "P3 | EUR 47,500 | EUR 56,000"
+    )
+
+
+def test_pdf_prose_set_in_two_columns_is_read_column_by_column_not_as_a_table():
+    sentences = [f"Check number {n} is done before the first flight of the day." for n in range(60)]
+
+    text = parse(fb.make_pdf_in_columns(" ".join(sentences)), "columns.pdf").text
+
+    assert " | " not in text
+    assert " ".join(text.split()) == " ".join(sentences)
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-256"])
+def test_pdf_encrypted_with_empty_user_password_keeps_its_tables(algorithm):
+    data = fb.encrypt_pdf(fb.make_pdf_with_table(tyre_table()), password="", algorithm=algorithm)
+
+    assert parse(data, "e.pdf").text == "\n".join([TYRE_HEADER, *TYRE_ROWS])
+
+
+def test_pdf_page_pdfplumber_cannot_read_falls_back_to_pypdf_text(monkeypatch):
+    from knowledge.ingestion.parsers import pdf
+
+    def broken(page):
+        raise KeyError("/Resources")
+
+    monkeypatch.setattr(pdf, "page_blocks", broken)
+
+    parsed = parse(fb.make_pdf(["Per diem is 45 euro a day."]), "travel.pdf")
+
+    assert parsed.sections == [Section(text="Per diem is 45 euro a day.", page=1)]
 
 
 # --- DOCX --------------------------------------------------------------------------------
@@ -808,5 +939,5 @@ def test_child_imports_neither_django_nor_the_models():
             if line.startswith("import time:") and "|" in line:
                 imported.add(line.rsplit("|", 1)[1].strip().split(".")[0])
 
-    assert {"pypdf", "docx", "bs4", "markdown_it"} <= imported
+    assert {"pypdf", "pdfplumber", "docx", "bs4", "markdown_it"} <= imported
     assert not imported & {"django", "torch", "transformers", "numpy", "celery", "psycopg"}

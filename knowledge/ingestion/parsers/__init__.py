@@ -5,8 +5,8 @@ with a message written for the admin who uploaded it; nothing else escapes parse
 for bad input.
 
 Each format lives in its own module, imported on first use: the web process imports this
-package for kind_from_extension and should not pay for pypdf, python-docx, bs4,
-markdown-it or charset-normalizer.
+package for kind_from_extension and should not pay for pypdf, pdfplumber, python-docx,
+bs4, markdown-it or charset-normalizer.
 """
 
 from __future__ import annotations
