@@ -90,8 +90,9 @@ class TokenEvent:
 
 @dataclass(frozen=True)
 class AnswerEvent:
-    """The last event of a stream. ``answer.text`` is authoritative: it differs from the
-    streamed tokens when an ungrounded answer was replaced by the fallback."""
+    """The last event of a stream. The tokens streamed before it are ``answer.text`` less its
+    citation markers, whether the model wrote it, a passage is quoted or nothing is found:
+    text is streamed only once checked, and never withdrawn."""
 
     answer: Answer
 
@@ -132,7 +133,9 @@ def answer_from_hits(
     started = time.monotonic() if started is None else started
     relevant = relevant_hits(hits)[: settings.ANSWER_MAX_SOURCES]
     if not relevant:
-        yield AnswerEvent(_not_found(started))
+        answer = _not_found(started)
+        yield TokenEvent(answer.text)
+        yield AnswerEvent(answer)
         return
     sources = [
         _source(index, hit, question=question) for index, hit in enumerate(relevant, start=1)
@@ -175,18 +178,24 @@ def answer_from_hits(
         scores = {hit.chunk_id: getattr(hit, "score", 0.0) for hit in hits}
         sources = [_citation(s, None, score=scores.get(s.chunk_id, 0.0)) for s in prompt.sources]
         raise ModelUnavailable(str(exc), sources=sources) from exc
-    yield AnswerEvent(
-        _finish(
-            question=question,
-            prompt=prompt,
-            reader=reader,
-            gate=gate,
-            stream=stream,
-            deltas=deltas,
-            started=started,
-            scores={hit.chunk_id: getattr(hit, "score", 0.0) for hit in hits},
-        )
+    answer = _finish(
+        question=question,
+        prompt=prompt,
+        reader=reader,
+        gate=gate,
+        stream=stream,
+        deltas=deltas,
+        started=started,
+        scores={hit.chunk_id: getattr(hit, "score", 0.0) for hit in hits},
     )
+    if not gate.accepted:  # a quote or the not-found answer: streamed like any other text
+        yield TokenEvent(streamed_text(answer.text))
+    yield AnswerEvent(answer)
+
+
+def streamed_text(text: str) -> str:
+    """An answer as the stream shows it: its citation markers are the citations event's."""
+    return re.sub(r"\s*\[\d+(?:\s*,\s*\d+)*\]", "", text).strip()
 
 
 def relevant_hits(hits: Sequence[Any]) -> list[Any]:

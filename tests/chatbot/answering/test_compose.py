@@ -2,7 +2,13 @@
 
 import pytest
 
-from chatbot.answering.compose import NOT_FOUND_ANSWER, AnswerEvent, TokenEvent, answer_from_hits
+from chatbot.answering.compose import (
+    NOT_FOUND_ANSWER,
+    AnswerEvent,
+    TokenEvent,
+    answer_from_hits,
+    streamed_text,
+)
 from inference.client import InferenceClient
 from tests.chatbot.answering.hits import HOTEL_HITS, Hit
 
@@ -40,7 +46,8 @@ def test_the_user_reads_the_right_figure_cited_whether_the_model_or_the_quote_gi
     if draft_right:
         assert "180" in streamed and "[none]" not in streamed
     else:
-        assert streamed == "", "a draft that fails the check is never streamed"
+        # A draft that fails the check is never streamed; the quote replacing it is.
+        assert streamed == streamed_text(answer.text) and answer.draft not in streamed
         assert "140" in answer.check
     assert answer.model == "gemma3-270m"
     assert answer.prompt_tokens > 200 and 0 < answer.completion_tokens <= 160
@@ -57,8 +64,9 @@ def test_no_hits_answers_without_calling_the_model(counter):
         )
     )
 
-    assert [type(e) for e in events] == [AnswerEvent]
-    assert events[0].answer.text == NOT_FOUND_ANSWER
+    assert [type(e) for e in events] == [TokenEvent, AnswerEvent]
+    assert events[0].text == events[1].answer.text == NOT_FOUND_ANSWER
+    events = events[1:]
     assert events[0].answer.citations == [] and events[0].answer.sources_shown == []
 
 
@@ -79,5 +87,6 @@ def test_only_unrelated_hits_answer_not_found_without_calling_the_model(counter)
         )
     )
 
-    assert [type(e) for e in events] == [AnswerEvent]
-    assert events[0].answer.text == NOT_FOUND_ANSWER
+    assert [type(e) for e in events] == [TokenEvent, AnswerEvent]
+    assert events[0].text == events[1].answer.text == NOT_FOUND_ANSWER
+    events = events[1:]
