@@ -466,8 +466,10 @@ def _blocks(text: str) -> list[str | _Table]:
         if line.count("|") >= 1 and " | " in line:
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if not table:
+                # Prose the chunker glued before the header (older chunks): a sentence of
+                # a few words, then a capitalised cell. "No. of seats" is a header.
                 lead, _, first = cells[0].rpartition(". ")
-                if first and lead:
+                if first[:1].isupper() and len(lead.split()) >= 3:
                     prose.append(lead + ".")
                     cells[0] = first
             table.append(cells)
@@ -495,7 +497,7 @@ def _table(lines: list[list[str]], *, prose_after: list[str]) -> _Table:
     last = lines[-1]
     if len(last) == width and last[-1].count(" ") > 2:  # prose glued after the last cell
         cell, _, rest = last[-1].partition(" ")
-        if rest:
+        if rest[:1].isupper():  # a new sentence; "8 weeks plus 2 weeks at 50%" is a cell
             last[-1] = cell
             prose_after.append(rest)
     header = tuple(lines[0])

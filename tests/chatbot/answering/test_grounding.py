@@ -247,3 +247,15 @@ def test_every_sentence_without_a_figure_must_be_supported_too():
     )
     assert shown == ["Full-time employees get 27 days of annual leave. "]
     assert gate.stopped and gate.reason == "the cited passages do not say this"
+
+
+def test_a_table_cell_with_spaces_and_a_header_with_a_full_stop_are_read_whole():
+    """Tables as the chunker now writes them: a last cell of several words is a cell, not
+    prose glued to it, and "No. of seats" is a header, not the end of a sentence."""
+    from chatbot.answering.grounding import _blocks, _Table
+
+    leave = _blocks("Carer | Paid leave\nPrimary carer | 8 weeks plus 2 weeks at 50%")
+    assert isinstance(leave[0], _Table)
+    assert leave[0].rows == (("Primary carer", "8 weeks plus 2 weeks at 50%"),)
+    cabin = _blocks("No. of seats | Aircraft\n70 | VT-70")
+    assert cabin[0].header == ("No. of seats", "Aircraft")
