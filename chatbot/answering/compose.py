@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from django.conf import settings
 
@@ -55,6 +55,25 @@ from inference.model_files import (
 SNIPPET_CHARS = 240
 _LEADING_MARKER = re.compile(r"^\s*\[\s*(none|\d+(?:\s*,\s*\d+)*)\s*\]\s*", re.IGNORECASE)
 _MARKER_SCAN_CHARS = 16
+
+
+class AnswerHit(Protocol):
+    """What composing reads of a search hit (knowledge.retrieval.hits.SearchHit is one)."""
+
+    @property
+    def chunk_id(self) -> int: ...
+    @property
+    def document_id(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def heading(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def similarity(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -122,7 +141,7 @@ def inference_client() -> InferenceClient:
 def answer_from_hits(
     *,
     question: str,
-    hits: Sequence[Any],
+    hits: Sequence[AnswerHit],
     history: Sequence = (),
     client: InferenceClient | None = None,
     counter: TokenCounter | None = None,
@@ -198,7 +217,7 @@ def streamed_text(text: str) -> str:
     return re.sub(r"\s*\[\d+(?:\s*,\s*\d+)*\]", "", text).strip()
 
 
-def relevant_hits(hits: Sequence[Any]) -> list[Any]:
+def relevant_hits(hits: Sequence[AnswerHit]) -> list[AnswerHit]:
     """Hits worth showing the model. Retrieval already ranks within the user's scope; a
     hit with no text, a non-positive fused score, or a similarity to the question below
     settings.ANSWER_MIN_SIMILARITY carries nothing to answer from."""
@@ -350,7 +369,9 @@ def _served_model(stream: CompletionStream) -> str:
     return getattr(stream, "model", "") or ""
 
 
-def _citation(source: Source, result: Any, *, score: float, question: str = "") -> Citation:
+def _citation(
+    source: Source, result: GroundingResult | None, *, score: float, question: str = ""
+) -> Citation:
     # The passage that matches the question (the quoted one, for a quote), else the start.
     snippet = passage_for(question, source) if question else source.text
     if len(snippet) > SNIPPET_CHARS:
@@ -380,7 +401,7 @@ def _not_found(started: float) -> Answer:
     )
 
 
-def _source(index: int, hit: Any, *, question: str) -> Source:
+def _source(index: int, hit: AnswerHit, *, question: str) -> Source:
     """The hit as the model reads it: its lines that match the question, within
     settings.ANSWER_EVIDENCE_CHARS (0: the whole passage)."""
     text = hit.text
