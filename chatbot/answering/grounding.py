@@ -304,6 +304,7 @@ def _figure_holders(
             if _about(u, wanted)
             and _score(u, wanted) >= best - 1
             and not _named_for_another_figure(u, figure, wanted)
+            and not _outranked_by_a_twin(u, units, wanted)
         ]
         if not attached:
             return (), f"the figure {figure!r} is about something else in the sources"
@@ -312,6 +313,24 @@ def _figure_holders(
         if not holders:
             return (), "the figures come from different sources"
     return holders or (), ""
+
+
+def _outranked_by_a_twin(unit: _Unit, units: Sequence[_Unit], wanted: set[str]) -> bool:
+    """Whether another sentence with figures fits the question better by a word the question
+    names and this one lacks, while this one names a qualifier of its own: the neighbouring
+    line's figure ("Nose landing gear tyres: 58 psi" when "main landing gear" is asked, and
+    "Main landing gear tyres: 121 psi" is there). Table cells are decided by row and column."""
+    if unit.row_sets or unit.column_sets:
+        return False
+    mine = _score(unit, wanted)
+    own = {t for t in unit.terms - wanted if not any(c.isdigit() for c in t)}
+    for other in units:
+        if other is unit or other.row_sets or other.column_sets or not key_figures(other.text):
+            continue
+        better = _score(other, wanted) > mine and (wanted & other.terms) - unit.terms
+        if better and own - other.terms:
+            return True
+    return False
 
 
 def _named_for_another_figure(unit: _Unit, figure: str, wanted: set[str]) -> bool:

@@ -259,3 +259,39 @@ def test_a_table_cell_with_spaces_and_a_header_with_a_full_stop_are_read_whole()
     assert leave[0].rows == (("Primary carer", "8 weeks plus 2 weeks at 50%"),)
     cabin = _blocks("No. of seats | Aircraft\n70 | VT-70")
     assert cabin[0].header == ("No. of seats", "Aircraft")
+
+
+def test_the_neighbouring_lines_figure_is_not_the_answer():
+    """Issue 23's worst case: 58 psi (the nose gear) shown under a citation whose passage
+    gives the main gear 121 psi. The line the question names wins over its twin."""
+    manual = Source(
+        index=1,
+        title="Line maintenance daily check",
+        text=(
+            "Propellers: blades free of cracks. Main landing gear tyres: pressure 121 psi "
+            "(8.3 bar) cold, tolerance +5/-0 psi; no cuts deeper than 3 mm. Nose landing gear "
+            "tyres: pressure 58 psi (4.0 bar) cold. Brakes: wear pin at least 1 mm."
+        ),
+    )
+    for question in (
+        "What tyre pressure does the main landing gear need?",
+        "What is the main landing gear tyre pressure on the VT-70?",
+    ):
+        wrong = check_answer(
+            answer="The main landing gear needs a pressure of 58 psi (4.0 bar) cold. [1]",
+            sources=[manual],
+            question=question,
+        )
+        assert wrong.fallback_used and "58 psi" not in wrong.text.split("“")[0]
+        right = check_answer(
+            answer="The main landing gear tyres take 121 psi (8.3 bar) cold. [1]",
+            sources=[manual],
+            question=question,
+        )
+        assert right.grounded and not right.fallback_used and "121 psi" in right.text
+    nose = check_answer(
+        answer="The nose gear tyres take 58 psi. [1]",
+        sources=[manual],
+        question="What pressure do the nose landing gear tyres need?",
+    )
+    assert nose.grounded and not nose.fallback_used
