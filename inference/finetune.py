@@ -195,6 +195,17 @@ def save_adapter(model, out_dir: Path) -> None:
     weights = out_dir / "adapter_model.safetensors"
     tensors = {name: t.to(torch.bfloat16).contiguous() for name, t in load_file(weights).items()}
     save_file(tensors, weights, metadata={"format": "pt"})
+    tidy_adapter_dir(out_dir)
+
+
+def tidy_adapter_dir(out_dir: Path) -> None:
+    """Name the base model by its directory's name, not this machine's path, and drop the
+    empty model card peft writes: the adapter directory is committed and served elsewhere."""
+    config_path = out_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = Path(config["base_model_name_or_path"] or "").name
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (out_dir / "README.md").unlink(missing_ok=True)
 
 
 def merged_model(model, adapter_dir: Path):

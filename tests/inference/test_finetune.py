@@ -5,6 +5,7 @@ model. The server names the adapter in /v1/models."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -57,7 +58,7 @@ def tiny(model_dir, counter, tmp_path_factory):
     return out, examples, before, result
 
 
-def test_the_training_loss_falls_and_the_best_checkpoint_is_kept(tiny):
+def test_the_training_loss_falls_and_the_best_checkpoint_is_kept(tiny, model_dir):
     out, _examples, before, result = tiny
     assert result.steps == 8 and result.stopped_by == "steps"
     assert [step for step, _ in result.validation] == [4, 8]
@@ -66,6 +67,9 @@ def test_the_training_loss_falls_and_the_best_checkpoint_is_kept(tiny):
     weights = out / "adapter_model.safetensors"
     assert (out / "adapter_config.json").is_file()
     assert weights.stat().st_size < 10 * 2**20  # a few MB: committed with the project
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == model_dir.name  # no path of this machine
+    assert not (out / "README.md").exists()
 
 
 def test_the_merged_adapter_changes_the_answer_and_the_engine_serves_it_exactly(
