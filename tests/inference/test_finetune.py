@@ -143,3 +143,47 @@ def test_which_adapter_is_served(tmp_path):
     assert adapter_dir_for("", override_model="/models/other") is None  # not trained for it
     with pytest.raises(ValueError, match="not an adapter directory"):
         adapter_dir_for(str(tmp_path))
+
+
+def test_the_memorisation_probe_reports_what_the_trained_model_repeats(tiny, model_dir, counter):
+    """On a tiny scale: the adapter trained on the Harwick depot's hours, asked with no
+    source, and a canary it never saw. What comes back is counted per kind of prompt."""
+    from evaluation.finetune.probe import Probe, probe_report, probes
+    from evaluation.finetune.synthetic import Fact, Passage
+    from inference import finetune
+
+    out, *_ = tiny
+    depot = Passage(
+        key="depot",
+        company="Harwick",
+        title="Depot guide",
+        heading="",
+        text="The Harwick depot opens at 05:40 on weekdays and closes at 22:10.",
+        facts=(Fact("When does Harwick open?", "It opens at 05:40.", "05:40", "hours"),),
+        twin_group="depot",
+        family="hours",
+    )
+    asked = probes(
+        passages=[depot],
+        canaries=[("What is the Nightjar budget?", "7,777,777")],
+        counter=counter,
+        count=1,
+        seed=0,
+    )
+    assert [p.kind for p in asked] == ["no_sources", "opening", "canary"]
+    report = probe_report(
+        asked,
+        lambda prompts: finetune.complete(
+            model_dir=model_dir, adapter_dir=out, prompts=prompts, max_tokens=12
+        ),
+    )
+    assert {kind: entry["asked"] for kind, entry in report.items()} == {
+        "no_sources": 1,
+        "opening": 1,
+        "canary": 1,
+    }
+    assert report["canary"]["repeated"] == 0  # never trained on, never said
+    # A watched string that comes back is counted and shown.
+    echoed = probe_report([Probe("canary", "Say it:", ("7,777,777",))], lambda p: ["7,777,777!"])
+    assert echoed["canary"]["repeated"] == 1
+    assert echoed["canary"]["examples"][0]["repeated"] == ["7,777,777"]
