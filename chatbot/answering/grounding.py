@@ -152,18 +152,25 @@ def check_answer(*, answer: str, sources: Sequence[Source], question: str) -> Gr
             cited = holders[:1]  # the right figure under the wrong (or no) citation
     elif not cited:
         return fallback(question=question, sources=sources, reason="the answer cites no source")
-    elif _states_figures(best_unit(question=question, sources=sources)):
-        # The passage that answers the question gives a figure; an answer without one
-        # ("The torque applies to the bolt.") does not answer it.
+    elif _asks_for_a_figure(question) or _states_figures(
+        best_unit(question=question, sources=sources)
+    ):
+        # The question asks for a number, code or time, or the passage that answers it gives
+        # one; an answer without one ("The torque applies to the bolt.") does not answer it.
         return fallback(
             question=question, sources=sources, reason="the answer leaves out the figure asked"
         )
     for sentence in _sentences(text):
         if key_figures(sentence) - echoed:
             continue  # its figures were checked above
-        if not _supported(sentence, [by_index[i] for i in cited]):
+        cited_sources = [by_index[i] for i in cited]
+        if not _supported(sentence, cited_sources):
             return fallback(
                 question=question, sources=sources, reason="the cited passages do not say this"
+            )
+        if not _about_the_question(sentence, cited_sources, question):
+            return fallback(
+                question=question, sources=sources, reason="the cited line is about something else"
             )
     final = _with_citations(text, cited)
     return GroundingResult(text=final, grounded=True, fallback_used=False, cited=cited)
@@ -359,6 +366,34 @@ def _named_for_another_figure(unit: _Unit, figure: str, wanted: set[str]) -> boo
           for j in range(len(spans)) if j not in mine)
     )  # fmt: skip
     return bool((wanted & others) - own)
+
+
+# Questions whose answer is a number, an amount, a time, a date or a code.
+_FIGURE_QUESTION = re.compile(
+    r"\bhow\s+(?:many|much|long|often|far|soon|early|late|old|high|low|cold|warm|hot|fast)\b"
+    r"|\bwhat\s+(?:time|date|day|year|percentage|amount|rate|price|cost|fee|number|code|"
+    r"extension|reference|temperature|pressure|torque)\b"
+    r"|\bwhich\s+(?:number|extension|code|form|reference|date|day)\b"
+    r"|\b(?:dial|ring|extension|phone number|part number|case number|code)\b",
+    re.IGNORECASE,
+)
+
+
+def _asks_for_a_figure(question: str) -> bool:
+    return bool(_FIGURE_QUESTION.search(question))
+
+
+def _about_the_question(sentence: str, cited: Sequence[Source], question: str) -> bool:
+    """A sentence without figures ("Ingrid Vasquez.") answers the question only if it, or
+    the line of the cited passages it comes from, names something the question asks about:
+    a name copied from "Commercial contact: Ingrid Vasquez" is not the CFO's."""
+    wanted = _terms(question)
+    said = _terms(_CITATION.sub(" ", sentence))
+    if not wanted or said & wanted:
+        return True
+    units = [u for source in cited for u in _rows_and_sentences(source)]
+    source_line = max(units, key=lambda u: len(said & u.terms), default=None)
+    return source_line is not None and bool(source_line.terms & wanted)
 
 
 def _states_figures(unit: _Unit | None) -> bool:

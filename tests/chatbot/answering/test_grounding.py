@@ -295,3 +295,38 @@ def test_the_neighbouring_lines_figure_is_not_the_answer():
         question="What pressure do the nose landing gear tyres need?",
     )
     assert nose.grounded and not nose.fallback_used
+
+
+def test_a_question_asking_for_a_figure_is_not_answered_without_one():
+    handbook = Source(
+        index=1,
+        title="Accounts payable procedure",
+        text="Invoices without a purchase order are sent back with letter AP-07 within 5 days.",
+    )
+    question = "Which code is on the letter we send back with invoices that have no PO?"
+    vague = check_answer(
+        answer="The letter we send back with invoices that have no PO. [1]",
+        sources=[handbook],
+        question=question,
+    )
+    assert vague.fallback_used and "AP-07" in vague.text
+    right = check_answer(answer="It is letter AP-07. [1]", sources=[handbook], question=question)
+    assert right.grounded and not right.fallback_used
+
+
+def test_a_name_copied_from_a_line_about_something_else_is_no_answer():
+    contacts = Source(
+        index=1,
+        title="Fuel agreement summary",
+        text="Commercial contact at Finance: Ingrid Vasquez. Station manager: Hélène Marchetti.",
+    )
+    cfo = check_answer(
+        answer="Ingrid Vasquez. [1]",
+        sources=[contacts],
+        question="What's the name of our Chief Financial Officer?",
+    )
+    assert cfo.not_found or cfo.fallback_used  # the name is not shown as the CFO's
+    manager = check_answer(
+        answer="Hélène Marchetti. [1]", sources=[contacts], question="Who is the station manager?"
+    )
+    assert manager.grounded and not manager.fallback_used
