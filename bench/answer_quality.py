@@ -28,7 +28,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("demo", "demo-paraphrase", "holdout")
-FIGURES = ("accuracy", "model accuracy", "fallback rate", "not-found correct", "leaks")
+FIGURES = (  # labels as `evaluate` prints them (evaluation.metrics.COLUMNS)
+    "correct, any form",
+    "correct, model's own words",
+    "quoted instead of answered",
+    "wrong answers shown (must be 0)",
+    "answerable, said not found",
+    "not-found correctness",
+    "citation precision",
+    "leaks (must be 0)",
+    "first token p50 ms",
+)
 
 
 def manage(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -128,7 +138,7 @@ def evaluate(adapter: str, sets: list[str], env: dict) -> list[tuple[str, str, s
 
 
 def figure(table: str, label: str) -> str:
-    match = re.search(rf"^\s*{re.escape(label)}\s+(\S+)", table, re.MULTILINE)
+    match = re.search(rf"^\s*{re.escape(label)}\s+(\S+)\s*$", table, re.MULTILINE)
     return match.group(1) if match else "?"
 
 
