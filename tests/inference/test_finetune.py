@@ -158,8 +158,8 @@ def test_the_memorisation_probe_reports_what_the_trained_model_repeats(tiny, mod
         company="Harwick",
         title="Depot guide",
         heading="",
-        text="The Harwick depot opens at 05:40 on weekdays and closes at 22:10.",
-        facts=(Fact("When does Harwick open?", "It opens at 05:40.", "05:40", "hours"),),
+        text="Opening hours for the Harwick depot on weekdays: it closes at 22:10.",
+        facts=(Fact("When does Harwick close?", "It closes at 22:10.", "22:10", "hours"),),
         twin_group="depot",
         family="hours",
     )
