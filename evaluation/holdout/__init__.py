@@ -8,17 +8,15 @@ documents, names and wording nobody tuned on. Use it to report, never to tune.
 Shaped like knowledge.demo (COMPANY, ROLES, USERS, CATALOGUE, documents()), so the same
 loader seeds it (`manage.py seed_holdout`). Pure Python, no Django. Document texts are the
 readable sources in content/; documents() renders each one in its target format with
-knowledge.demo.render, byte-for-byte the same on every call. The HTML documents are written
-as HTML: the demo renderer's page template carries the airline's name.
+knowledge.demo.render_entry, byte-for-byte the same on every call. The HTML documents are
+written as HTML: the demo renderer's page template carries the airline's name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib import resources
-from pathlib import PurePath
 
-from knowledge.demo import DemoDocument, render
+from knowledge.demo import DemoDocument, Entry, render_entry
 
 COMPANY = "Norvik Water Authority"
 
@@ -92,35 +90,25 @@ USERS: list[dict] = [
 ]
 
 
-@dataclass(frozen=True)
-class _Entry:
-    source: str  # file in content/
-    filename: str  # the uploaded file's name; its extension picks the format
-    roles: tuple[str, ...]
-    encoding: str = "utf-8"  # for .txt output
-
-
-CATALOGUE: tuple[_Entry, ...] = (
-    _Entry("staff-handbook.md", "nwa-staff-handbook.md", ("nw-everyone",)),
-    _Entry("water-tariffs-2025.md", "nwa-water-tariffs-2025.pdf", ("nw-everyone",)),
-    _Entry("staff-bulletin.html", "nwa-staff-bulletin-2025-03.html", ("nw-everyone",)),
-    _Entry("site-directory.md", "nwa-site-directory.txt", ("nw-everyone",), encoding="cp1252"),
-    _Entry(
+CATALOGUE: tuple[Entry, ...] = (
+    Entry("staff-handbook.md", "nwa-staff-handbook.md", ("nw-everyone",)),
+    Entry("water-tariffs-2025.md", "nwa-water-tariffs-2025.pdf", ("nw-everyone",)),
+    Entry("staff-bulletin.html", "nwa-staff-bulletin-2025-03.html", ("nw-everyone",)),
+    Entry("site-directory.md", "nwa-site-directory.txt", ("nw-everyone",), encoding="cp1252"),
+    Entry(
         "eastfjord-operating-procedure.md", "eastfjord-operating-procedure.pdf", ("nw-operations",)
     ),
-    _Entry(
-        "holmvik-operating-procedure.md", "holmvik-operating-procedure.docx", ("nw-operations",)
-    ),
-    _Entry("mains-repair-procedure.md", "mains-repair-field-procedure.md", ("nw-operations",)),
-    _Entry("sampling-and-analysis-plan.md", "sampling-and-analysis-plan-2025.docx", ("nw-lab",)),
-    _Entry(
+    Entry("holmvik-operating-procedure.md", "holmvik-operating-procedure.docx", ("nw-operations",)),
+    Entry("mains-repair-procedure.md", "mains-repair-field-procedure.md", ("nw-operations",)),
+    Entry("sampling-and-analysis-plan.md", "sampling-and-analysis-plan-2025.docx", ("nw-lab",)),
+    Entry(
         "boil-water-notice-procedure.md",
         "boil-water-notice-procedure.pdf",
         ("nw-lab", "nw-operations"),
     ),
-    _Entry("annual-accounts-2024.md", "annual-accounts-2024-summary.docx", ("nw-finance",)),
-    _Entry("contracts-register.md", "procurement-contracts-register.txt", ("nw-finance",)),
-    _Entry("pay-grades-2025.html", "pay-grades-and-allowances-2025.html", ("nw-hr",)),
+    Entry("annual-accounts-2024.md", "annual-accounts-2024-summary.docx", ("nw-finance",)),
+    Entry("contracts-register.md", "procurement-contracts-register.txt", ("nw-finance",)),
+    Entry("pay-grades-2025.html", "pay-grades-and-allowances-2025.html", ("nw-hr",)),
 )
 
 # The everyone-visible document with a planted instruction (a hidden paragraph).
@@ -132,7 +120,7 @@ def role_names() -> list[str]:
     return [name for name, _ in ROLES]
 
 
-def source_text(entry: _Entry) -> str:
+def source_text(entry: Entry) -> str:
     return resources.files(__package__).joinpath("content", entry.source).read_text("utf-8")
 
 
@@ -140,23 +128,5 @@ def documents() -> list[DemoDocument]:
     return [_render(entry) for entry in CATALOGUE]
 
 
-def _render(entry: _Entry) -> DemoDocument:
-    source = source_text(entry)
-    target = PurePath(entry.filename).suffix
-    if entry.source.endswith(".html"):
-        start = source.index("<title>") + len("<title>")
-        title = source[start : source.index("</title>")].strip()
-        return DemoDocument(entry.filename, title, list(entry.roles), source.encode("utf-8"))
-    blocks = render.parse_blocks(source)
-    title = render.document_title(blocks)
-    if target == ".pdf":
-        data = render.render_pdf(blocks, title=title)
-    elif target == ".docx":
-        data = render.render_docx(blocks, title=title)
-    elif target == ".txt":
-        data = render.render_text(blocks, encoding=entry.encoding)
-    elif target == ".md":
-        data = source.encode("utf-8")
-    else:
-        raise ValueError(f"No renderer for {entry.filename}")
-    return DemoDocument(entry.filename, title, list(entry.roles), data)
+def _render(entry: Entry) -> DemoDocument:
+    return render_entry(entry, source_text(entry))

@@ -104,34 +104,36 @@ class DemoDocument:
 
 
 @dataclass(frozen=True)
-class _Entry:
+class Entry:
+    """One document of a workspace: its readable source and the file it is uploaded as."""
+
     source: str  # file in content/
     filename: str  # the uploaded file's name; its extension picks the format
     roles: tuple[str, ...]
     encoding: str = "utf-8"  # for .txt output
 
 
-CATALOGUE: tuple[_Entry, ...] = (
-    _Entry("travel-and-expenses-policy.md", "travel-and-expenses-policy.docx", ("everyone",)),
-    _Entry("employee-handbook.md", "employee-handbook.md", ("everyone",)),
-    _Entry("staff-noticeboard.html", "staff-noticeboard.html", ("everyone",)),
-    _Entry("station-directory.md", "station-directory.txt", ("everyone",), encoding="cp1252"),
-    _Entry("q3-2024-financial-results.md", "q3-2024-financial-results.docx", ("finance",)),
-    _Entry("fy2025-budget-memo.md", "fy2025-budget-memo.md", ("finance",)),
-    _Entry("accounts-payable-procedure.md", "accounts-payable-procedure.txt", ("finance",)),
-    _Entry(
+CATALOGUE: tuple[Entry, ...] = (
+    Entry("travel-and-expenses-policy.md", "travel-and-expenses-policy.docx", ("everyone",)),
+    Entry("employee-handbook.md", "employee-handbook.md", ("everyone",)),
+    Entry("staff-noticeboard.html", "staff-noticeboard.html", ("everyone",)),
+    Entry("station-directory.md", "station-directory.txt", ("everyone",), encoding="cp1252"),
+    Entry("q3-2024-financial-results.md", "q3-2024-financial-results.docx", ("finance",)),
+    Entry("fy2025-budget-memo.md", "fy2025-budget-memo.md", ("finance",)),
+    Entry("accounts-payable-procedure.md", "accounts-payable-procedure.txt", ("finance",)),
+    Entry(
         "vt70-propeller-maintenance.md", "vt70-propeller-maintenance-manual.pdf", ("operations",)
     ),
-    _Entry("line-maintenance-daily-check.md", "line-maintenance-daily-check.html", ("operations",)),
-    _Entry("winter-operations-de-icing.md", "winter-operations-de-icing.pdf", ("operations",)),
-    _Entry("safety-incident-reporting.md", "safety-incident-reporting.md", ("operations", "legal")),
-    _Entry("parental-leave-policy.md", "parental-leave-policy.docx", ("hr",)),
-    _Entry("salary-bands-2025.md", "salary-bands-2025.html", ("hr", "finance")),
-    _Entry("harlow-dispute-memo.md", "legal-memo-harlow-ground-services.pdf", ("legal",)),
-    _Entry(
+    Entry("line-maintenance-daily-check.md", "line-maintenance-daily-check.html", ("operations",)),
+    Entry("winter-operations-de-icing.md", "winter-operations-de-icing.pdf", ("operations",)),
+    Entry("safety-incident-reporting.md", "safety-incident-reporting.md", ("operations", "legal")),
+    Entry("parental-leave-policy.md", "parental-leave-policy.docx", ("hr",)),
+    Entry("salary-bands-2025.md", "salary-bands-2025.html", ("hr", "finance")),
+    Entry("harlow-dispute-memo.md", "legal-memo-harlow-ground-services.pdf", ("legal",)),
+    Entry(
         "castellan-fuel-agreement.md", "castellan-fuel-agreement-summary.docx", ("legal", "finance")
     ),
-    _Entry("records-retention-schedule.md", "records-retention-schedule.md", ("legal", "hr")),
+    Entry("records-retention-schedule.md", "records-retention-schedule.md", ("legal", "hr")),
 )
 
 # The everyone-visible document with a planted prompt-injection attempt (a hidden line).
@@ -172,8 +174,15 @@ def documents() -> list[DemoDocument]:
     return [_render(entry) for entry in CATALOGUE]
 
 
-def _render(entry: _Entry) -> DemoDocument:
+def _render(entry: Entry) -> DemoDocument:
     source = resources.files(__package__).joinpath("content", entry.source).read_text("utf-8")
+    return render_entry(entry, source)
+
+
+def render_entry(entry: Entry, source: str) -> DemoDocument:
+    """The document ``entry`` names, rendered from its readable ``source`` in the format its
+    file name asks for (an .html source is uploaded as it is). Byte-for-byte the same on
+    every call; any workspace shaped like this one renders through here."""
     target = PurePath(entry.filename).suffix
     if entry.source.endswith(".html"):
         return DemoDocument(
